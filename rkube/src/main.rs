@@ -1,1 +1,197 @@
-fn main() {}
+//! `rkube`: one binary, one cluster. `rkube server` runs the API server (and, as they land,
+//! the scheduler, controllers, kubelet and proxy) on an embedded SQLite store.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rkube",
+    version,
+    about = "A lightweight, Kubernetes-compatible distribution in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (API server, controllers) and, unless disabled, the agent.
+    Server(ServerArgs),
+    /// Join an existing server as a node.
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Folder holding state (database, certificates, token).
+    #[arg(long, short = 'd', default_value = "/var/lib/rkube")]
+    data_dir: PathBuf,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Address advertised to members of the cluster (default: node-ip or 127.0.0.1).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+    /// Where to write the admin kubeconfig.
+    #[arg(long, short = 'o', default_value = "/etc/rkube/rkube.yaml")]
+    write_kubeconfig: PathBuf,
+    /// File mode of the kubeconfig (octal).
+    #[arg(long, default_value = "0600")]
+    write_kubeconfig_mode: String,
+    /// External datastore (etcd: http(s)://host:2379,...). Default: embedded SQLite.
+    #[arg(long, env = "RKUBE_DATASTORE_ENDPOINT")]
+    datastore_endpoint: Option<String>,
+    /// Shared secret agents use to join (default: generated into <data-dir>/server/token).
+    #[arg(long, short = 't', env = "RKUBE_TOKEN")]
+    token: Option<String>,
+    /// Name of this node.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// IP address of this node.
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Pod network.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Service network.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// Cluster DNS service address.
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: IpAddr,
+    /// Node port range.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Extra names and addresses for the serving certificate.
+    #[arg(long)]
+    tls_san: Vec<String>,
+    /// Run without the kubelet and proxy: the API and controllers only.
+    #[arg(long)]
+    disable_agent: bool,
+}
+
+#[derive(Args, Debug)]
+struct AgentArgs {
+    /// URL of the server to join.
+    #[arg(long, short = 's')]
+    server: String,
+    /// The server's join token.
+    #[arg(long, short = 't')]
+    token: String,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16)> {
+    let (a, b) = s
+        .split_once('-')
+        .with_context(|| format!("--service-node-port-range {s:?} must look like 30000-32767"))?;
+    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    if a == 0 || a > b {
+        bail!("--service-node-port-range {s:?}: the first port must be between 1 and the last");
+    }
+    Ok((a, b))
+}
+
+async fn server(args: ServerArgs) -> Result<()> {
+    if !args.disable_agent {
+        tracing::warn!(
+            "the kubelet and proxy are not part of this build yet: running as with --disable-agent"
+        );
+    }
+    if args.token.is_some() {
+        bail!("--token is not supported yet: the join token is generated into <data-dir>/server/token");
+    }
+    let service_cidr = args
+        .service_cidr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
+    let advertise = args.advertise_address.or(args.node_ip).unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            args.bind_address
+        }
+    });
+    let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
+        .with_context(|| {
+            format!(
+                "--write-kubeconfig-mode {:?} is not an octal mode",
+                args.write_kubeconfig_mode
+            )
+        })?;
+    let cfg = apiserver::Config {
+        data_dir: args.data_dir.clone(),
+        bind_address: args.bind_address,
+        port: args.https_listen_port,
+        advertise_address: advertise,
+        service_cidr,
+        cluster_cidr: args.cluster_cidr.clone(),
+        cluster_dns: args.cluster_dns,
+        node_port_range: parse_port_range(&args.service_node_port_range)?,
+        tls_sans: args.tls_san.clone(),
+    };
+    let store = storage::open(args.datastore_endpoint.as_deref(), &args.data_dir)
+        .await
+        .context("cannot open the datastore")?;
+    let server = apiserver::Server::new(cfg, store).await?;
+    let addr = server.local_addr()?;
+    let host = if addr.ip().is_unspecified() {
+        advertise
+    } else {
+        addr.ip()
+    };
+    let url = format!("https://{}", std::net::SocketAddr::new(host, addr.port()));
+    apiserver::pki::write_kubeconfig(&server.pki, &url, &args.write_kubeconfig, mode)
+        .with_context(|| {
+            format!(
+                "cannot write the kubeconfig to {}",
+                args.write_kubeconfig.display()
+            )
+        })?;
+    tracing::info!(kubeconfig = %args.write_kubeconfig.display(), %url, "wrote kubeconfig");
+    eprintln!(
+        "rkube server listening on {url}\nkubeconfig: {}\ntry: kubectl --kubeconfig {} get namespaces",
+        args.write_kubeconfig.display(),
+        args.write_kubeconfig.display()
+    );
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    server.run(rx).await
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Server(args) => rt.block_on(server(args)),
+        Command::Agent(args) => bail!(
+            "rkube agent is not available yet (asked to join {} with a token of {} characters): \
+             run `rkube server` on this machine instead",
+            args.server,
+            args.token.len()
+        ),
+    }
+}

@@ -56,9 +56,19 @@ impl Default for Options {
 }
 
 enum Op {
-    Create { key: String, value: Vec<u8> },
-    Update { key: String, value: Vec<u8>, expected: Revision },
-    Delete { key: String, expected: Revision },
+    Create {
+        key: String,
+        value: Vec<u8>,
+    },
+    Update {
+        key: String,
+        value: Vec<u8>,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Revision,
+    },
 }
 
 enum Cmd {
@@ -86,9 +96,7 @@ pub struct SqliteStore {
 
 fn internal(e: rusqlite::Error) -> StoreError {
     match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.code == rusqlite::ErrorCode::DiskFull =>
-        {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
             StoreError::Unavailable(format!("the disk holding the database is full: {e}"))
         }
         _ => StoreError::Internal(e.to_string()),
@@ -128,7 +136,9 @@ fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
 
 fn read_meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
         .optional()?
         .unwrap_or(0))
 }
@@ -611,11 +621,7 @@ impl Writer {
         .optional()
     }
 
-    fn apply(
-        tx: &rusqlite::Transaction<'_>,
-        rev: Revision,
-        op: &Op,
-    ) -> Result<Event> {
+    fn apply(tx: &rusqlite::Transaction<'_>, rev: Revision, op: &Op) -> Result<Event> {
         let key = match op {
             Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key,
         };
@@ -656,7 +662,13 @@ impl Writer {
                         current: c.rev,
                     });
                 }
-                (c.create_rev, c.rev, true, c.value.clone(), EventKind::Delete)
+                (
+                    c.create_rev,
+                    c.rev,
+                    true,
+                    c.value.clone(),
+                    EventKind::Delete,
+                )
             }
         };
         let mut stmt = tx
@@ -665,8 +677,15 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(internal)?;
-        stmt.execute(params![rev, key, create_rev, prev_rev, deleted as i64, value])
-            .map_err(internal)?;
+        stmt.execute(params![
+            rev,
+            key,
+            create_rev,
+            prev_rev,
+            deleted as i64,
+            value
+        ])
+        .map_err(internal)?;
         Ok(Event {
             kind,
             kv: KeyValue {

@@ -1,0 +1,661 @@
+//! What happens to an object between decoding and storing: normalization against its
+//! schema (unknown fields), system metadata, defaulting, kind-specific admission
+//! (service IPs and node ports, namespace finalizers, pod status on create) and validation.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult, Cause};
+use crate::object::{self, meta_mut};
+use crate::resources::Resource;
+use crate::{defaults, validation, App};
+
+/// Decodes into the kind's type and back: the stored form. Reports unknown fields as
+/// `fieldValidation` asks (Strict: 400, Warn — the default — : warnings, Ignore).
+pub fn normalize(
+    res: &Resource,
+    kind: &str,
+    obj: Value,
+    field_validation: Option<&str>,
+) -> ApiResult<(Value, Vec<String>)> {
+    let f = if kind == "Scale" {
+        |v: Value| -> Result<Value, serde_json::Error> {
+            let s: k8s_openapi::api::autoscaling::v1::Scale = serde_json::from_value(v)?;
+            serde_json::to_value(s)
+        }
+    } else {
+        res.normalize
+    };
+    let out = f(obj.clone())
+        .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))?;
+    let mut unknown = Vec::new();
+    unknown_fields(&obj, &out, "", &mut unknown);
+    let mut warnings = Vec::new();
+    if !unknown.is_empty() {
+        let msgs: Vec<String> = unknown
+            .iter()
+            .map(|p| format!("unknown field \"{p}\""))
+            .collect();
+        match field_validation.unwrap_or("Warn") {
+            "Strict" => {
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    msgs.join(", ")
+                )))
+            }
+            "Ignore" => {}
+            "Warn" => warnings = msgs,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "fieldValidation parameter unsupported: {other}"
+                )))
+            }
+        }
+    } else if let Some(fv) = field_validation {
+        if !matches!(fv, "Strict" | "Warn" | "Ignore") {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {fv}"
+            )));
+        }
+    }
+    Ok((out, warnings))
+}
+
+fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            for (key, v) in i {
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match k.get(key) {
+                    None if !v.is_null() => out.push(p),
+                    None => {}
+                    Some(kv) => unknown_fields(v, kv, &p, out),
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (n, (a, b)) in i.iter().zip(k.iter()).enumerate() {
+                unknown_fields(a, b, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// System metadata and reset status for a new object.
+pub fn prepare_create(res: &Resource, obj: &mut Value, ns: Option<&str>) {
+    let m = meta_mut(obj);
+    for f in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "uid",
+        "creationTimestamp",
+        "generation",
+    ] {
+        m.remove(f);
+    }
+    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
+    if res.generation {
+        m.insert("generation".into(), json!(1));
+    }
+    match ns {
+        Some(ns) if res.namespaced => {
+            m.insert("namespace".into(), json!(ns));
+        }
+        _ => {
+            m.remove("namespace");
+        }
+    }
+    defaults::apply_defaults(res.kind, obj);
+    match res.plural {
+        "pods" => {
+            let qos = qos_class(&obj["spec"]);
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        "replicationcontrollers" => obj["status"] = json!({"replicas": 0}),
+        "services" => obj["status"] = json!({"loadBalancer": {}}),
+        "namespaces" => {
+            let name = object::name(obj).to_string();
+            let labels = meta_mut(obj).entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            obj["status"] = json!({"phase": "Active"});
+        }
+        _ => {}
+    }
+}
+
+/// Upstream's QoS class of a pod spec.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(spec["initContainers"].as_array().into_iter().flatten());
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let req = c["resources"]["requests"].as_object();
+        let lim = c["resources"]["limits"].as_object();
+        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let l = lim.and_then(|l| l.get(r));
+            let q = req.and_then(|q| q.get(r)).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// The object an update stores, from the stored `old` and the client's `new`, for the
+/// main resource (`sub` None) or a subresource.
+pub fn prepare_update(
+    res: &Resource,
+    sub: Option<&str>,
+    old: &Value,
+    new: Value,
+) -> ApiResult<Value> {
+    let mut obj = match sub {
+        None => {
+            let mut n = new;
+            if res.has_status {
+                match old.get("status") {
+                    Some(s) => n["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = n.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            if res.plural == "namespaces" {
+                n["spec"] = old["spec"].clone();
+            }
+            n
+        }
+        Some("status") => {
+            let mut n = new;
+            match old.get("spec") {
+                Some(s) => n["spec"] = s.clone(),
+                None => {
+                    if let Some(o) = n.as_object_mut() {
+                        o.remove("spec");
+                    }
+                }
+            }
+            if let Some(o) = old["metadata"].get("ownerReferences") {
+                meta_mut(&mut n).insert("ownerReferences".into(), o.clone());
+            }
+            n
+        }
+        Some("scale") => {
+            let mut n = old.clone();
+            let replicas = new["spec"]["replicas"].as_i64().unwrap_or(0);
+            n["spec"]["replicas"] = json!(replicas);
+            n
+        }
+        Some("finalize") => {
+            let mut n = old.clone();
+            n["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
+            if n["spec"]["finalizers"].is_null() {
+                n["spec"]["finalizers"] = json!([]);
+            }
+            n
+        }
+        Some("ephemeralcontainers") => {
+            let mut n = old.clone();
+            n["spec"]["ephemeralContainers"] = new["spec"]["ephemeralContainers"].clone();
+            n
+        }
+        Some("resize") => {
+            let mut n = old.clone();
+            if let (Some(cs), Some(new_cs)) = (
+                n["spec"]["containers"].as_array_mut(),
+                new["spec"]["containers"].as_array(),
+            ) {
+                for c in cs.iter_mut() {
+                    if let Some(nc) = new_cs.iter().find(|x| x["name"] == c["name"]) {
+                        c["resources"] = nc["resources"].clone();
+                    }
+                }
+            }
+            n
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "subresource {other} cannot be updated"
+            )))
+        }
+    };
+    // System metadata is the server's.
+    let om = old["metadata"].as_object().cloned().unwrap_or_default();
+    {
+        let m = meta_mut(&mut obj);
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "name",
+            "generation",
+            "selfLink",
+        ] {
+            match om.get(f) {
+                Some(v) => {
+                    m.insert(f.into(), v.clone());
+                }
+                None => {
+                    m.remove(f);
+                }
+            }
+        }
+        m.remove("resourceVersion");
+    }
+    defaults::apply_defaults(res.kind, &mut obj);
+    if res.generation && obj.get("spec") != old.get("spec") {
+        let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        meta_mut(&mut obj).insert("generation".into(), json!(g));
+    }
+    // An object being deleted may lose finalizers but gain none.
+    if old["metadata"].get("deletionTimestamp").is_some() {
+        let before: HashSet<String> = strings(&old["metadata"]["finalizers"]);
+        let after: HashSet<String> = strings(&obj["metadata"]["finalizers"]);
+        if let Some(added) = after.difference(&before).next() {
+            return Err(ApiError::invalid(
+                res.group,
+                res.kind,
+                object::name(old),
+                vec![Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message: format!(
+                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{\"{added}\"}}"
+                    ),
+                    field: "metadata.finalizers".into(),
+                }],
+            ));
+        }
+    }
+    Ok(obj)
+}
+
+fn strings(v: &Value) -> HashSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Validation of the object (and the update from `old`), as a 422 with one cause per field.
+pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let errs = validation::validate(res.kind, obj, old, res.namespaced);
+    if errs.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        res.group,
+        res.kind,
+        object::name(obj),
+        errs.into_iter()
+            .map(|e| Cause {
+                reason: e.reason.to_string(),
+                message: e.message,
+                field: e.field,
+            })
+            .collect(),
+    ))
+}
+
+/// Kind-specific admission on create: service IPs and node ports.
+pub async fn admit_create(app: &App, res: &Resource, obj: &mut Value) -> ApiResult<()> {
+    if res.plural == "services" {
+        allocate_service(app, obj, None).await?;
+    }
+    Ok(())
+}
+
+/// Kind-specific admission on update.
+pub async fn admit_update(
+    app: &App,
+    res: &Resource,
+    old: &Value,
+    obj: &mut Value,
+) -> ApiResult<()> {
+    if res.plural == "services" {
+        allocate_service(app, obj, Some(old)).await?;
+    }
+    Ok(())
+}
+
+fn svc_type(obj: &Value) -> &str {
+    obj["spec"]["type"].as_str().unwrap_or("ClusterIP")
+}
+
+async fn allocate_service(app: &App, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    let name = object::name(obj).to_string();
+    let ty = svc_type(obj).to_string();
+    let spec = &mut obj["spec"];
+    if let Some(old) = old {
+        let old_ty = svc_type(old);
+        // Allocated values carry over when the client leaves them out.
+        if ty != "ExternalName" && old_ty != "ExternalName" {
+            for f in ["clusterIP", "clusterIPs"] {
+                if spec.get(f).is_none_or(|v| v.is_null() || v == "") {
+                    if let Some(v) = old["spec"].get(f) {
+                        spec[f] = v.clone();
+                    }
+                }
+            }
+        }
+        if let (Some(ports), Some(old_ports)) = (
+            spec["ports"].as_array_mut(),
+            old["spec"]["ports"].as_array(),
+        ) {
+            for p in ports.iter_mut() {
+                if p.get("nodePort").is_none_or(|v| v.is_null() || v == 0) {
+                    if let Some(op) = old_ports
+                        .iter()
+                        .find(|op| op["port"] == p["port"] && op["protocol"] == p["protocol"])
+                    {
+                        if let Some(np) = op.get("nodePort") {
+                            p["nodePort"] = np.clone();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let used = app
+        .used_service_allocations(&name, object::namespace(obj).unwrap_or(""))
+        .await?;
+    let spec = &mut obj["spec"];
+    if ty == "ExternalName" {
+        if let Some(s) = spec.as_object_mut() {
+            s.remove("clusterIP");
+            s.remove("clusterIPs");
+            s.remove("ipFamilies");
+            s.remove("ipFamilyPolicy");
+        }
+    } else {
+        let ip = spec["clusterIP"].as_str().unwrap_or("").to_string();
+        if ip.is_empty() {
+            let ip = app.cfg.service_cidr.allocate(&used.ips).ok_or_else(|| {
+                ApiError::internal("failed to allocate a serviceIP: range is full")
+            })?;
+            spec["clusterIP"] = json!(ip.to_string());
+            spec["clusterIPs"] = json!([ip.to_string()]);
+        } else if ip != "None" {
+            let unchanged = old.is_some_and(|o| o["spec"]["clusterIP"] == json!(ip));
+            if !unchanged {
+                let parsed: Option<Ipv4Addr> = ip.parse().ok();
+                let field_err = |msg: String| {
+                    ApiError::invalid(
+                        "",
+                        "Service",
+                        &name,
+                        vec![Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: msg,
+                            field: "spec.clusterIPs".into(),
+                        }],
+                    )
+                };
+                match parsed {
+                    Some(p) if !app.cfg.service_cidr.contains(p) => {
+                        return Err(field_err(format!(
+                            "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}",
+                            app.cfg.service_cidr
+                        )))
+                    }
+                    Some(p) if used.ips.contains(&p) => {
+                        return Err(field_err(format!(
+                            "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+            if spec.get("clusterIPs").is_none_or(Value::is_null) {
+                spec["clusterIPs"] = json!([ip]);
+            }
+        } else {
+            spec["clusterIPs"] = json!(["None"]);
+        }
+    }
+    let wants_node_ports = ty == "NodePort" || ty == "LoadBalancer";
+    let (lo, hi) = app.cfg.node_port_range;
+    let mut taken = used.node_ports.clone();
+    if let Some(ports) = spec["ports"].as_array_mut() {
+        for p in ports.iter_mut() {
+            let np = p["nodePort"].as_i64().unwrap_or(0);
+            if !wants_node_ports {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("nodePort");
+                }
+                continue;
+            }
+            if np == 0 {
+                let free = (lo..=hi)
+                    .cycle()
+                    .skip(rand::random::<u16>() as usize % (hi - lo + 1) as usize)
+                    .take((hi - lo + 1) as usize)
+                    .find(|n| !taken.contains(n))
+                    .ok_or_else(|| {
+                        ApiError::internal("failed to allocate a nodePort: range is full")
+                    })?;
+                taken.insert(free);
+                p["nodePort"] = json!(free);
+            } else {
+                let unchanged = old.is_some_and(|o| {
+                    o["spec"]["ports"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|op| op["nodePort"] == json!(np))
+                });
+                if !unchanged {
+                    let field_err = |msg: String| {
+                        ApiError::invalid(
+                            "",
+                            "Service",
+                            &name,
+                            vec![Cause {
+                                reason: "FieldValueInvalid".into(),
+                                message: msg,
+                                field: "spec.ports[0].nodePort".into(),
+                            }],
+                        )
+                    };
+                    if np < lo as i64 || np > hi as i64 {
+                        return Err(field_err(format!(
+                            "Invalid value: {np}: provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
+                        )));
+                    }
+                    if taken.contains(&(np as u16)) {
+                        return Err(field_err(format!(
+                            "Invalid value: {np}: provided port is already allocated"
+                        )));
+                    }
+                }
+                taken.insert(np as u16);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Service IPs and node ports in use.
+#[derive(Default)]
+pub struct Allocations {
+    pub ips: HashSet<Ipv4Addr>,
+    pub node_ports: HashSet<u16>,
+}
+
+impl App {
+    /// What other services hold (excluding `name` in `ns`).
+    pub async fn used_service_allocations(&self, name: &str, ns: &str) -> ApiResult<Allocations> {
+        let page = self
+            .store
+            .list(storage::ListOptions {
+                prefix: "/registry/services/",
+                ..Default::default()
+            })
+            .await?;
+        let mut a = Allocations::default();
+        for kv in page.items {
+            let s: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+            if object::name(&s) == name && object::namespace(&s).unwrap_or("") == ns {
+                continue;
+            }
+            if let Some(ip) = s["spec"]["clusterIP"].as_str().and_then(|i| i.parse().ok()) {
+                a.ips.insert(ip);
+            }
+            for p in s["spec"]["ports"].as_array().into_iter().flatten() {
+                if let Some(n) = p["nodePort"].as_u64() {
+                    a.node_ports.insert(n as u16);
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// The autoscaling/v1 Scale of a replication controller.
+pub fn to_scale(rc: &Value) -> Value {
+    let m = &rc["metadata"];
+    let selector = rc["spec"]["selector"]
+        .as_object()
+        .map(|s| {
+            let mut pairs: Vec<String> = s
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            pairs.sort();
+            pairs.join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"],
+            "namespace": m["namespace"],
+            "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"],
+            "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": rc["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": rc["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// The grace period a delete gets: `None` for kinds deleted at once.
+pub fn grace_period(res: &Resource, obj: &Value, opts: &Value) -> Option<i64> {
+    if res.plural != "pods" {
+        return None;
+    }
+    let requested = opts["gracePeriodSeconds"].as_i64();
+    let unscheduled = obj["spec"]["nodeName"].as_str().unwrap_or("").is_empty();
+    let finished = matches!(
+        obj["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if unscheduled || finished {
+        return Some(0);
+    }
+    let default = obj["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(30);
+    Some(requested.unwrap_or(default).max(0))
+}
+
+/// Whether a delete answers with the deleted object rather than a Status.
+pub fn returns_deleted_object(res: &Resource) -> bool {
+    matches!(
+        res.plural,
+        "pods" | "services" | "namespaces" | "nodes" | "replicationcontrollers"
+    )
+}
+
+/// An IPv4 CIDR for service addresses.
+#[derive(Clone, Copy, Debug)]
+pub struct Cidr {
+    pub base: Ipv4Addr,
+    pub bits: u8,
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.bits)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, bits) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a CIDR (a.b.c.d/n)"))?;
+        let base: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
+        let bits: u8 = bits
+            .parse()
+            .map_err(|_| format!("{bits:?} is not a prefix length"))?;
+        if !(8..=30).contains(&bits) {
+            return Err(format!("prefix length /{bits} must be between /8 and /30"));
+        }
+        let mask = u32::MAX << (32 - bits);
+        Ok(Cidr {
+            base: Ipv4Addr::from(u32::from(base) & mask),
+            bits,
+        })
+    }
+}
+
+impl Cidr {
+    fn size(&self) -> u32 {
+        1u32 << (32 - self.bits)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - self.bits);
+        u32::from(ip) & mask == u32::from(self.base)
+    }
+
+    /// The n-th address of the range (1: the first usable one).
+    pub fn nth(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.base) + n)
+    }
+
+    /// A free address, chosen at random as upstream does.
+    pub fn allocate(&self, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let usable = self.size() - 2;
+        let start = rand::random::<u32>() % usable;
+        (0..usable)
+            .map(|i| self.nth(1 + (start + i) % usable))
+            .find(|ip| !used.contains(ip) && *ip != self.nth(1))
+    }
+}

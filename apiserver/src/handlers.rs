@@ -1,0 +1,1096 @@
+//! The verbs on resources: get, list, watch, create, update, patch, delete,
+//! deletecollection, and the status, scale and binding subresources.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::{json, Map, Value};
+use storage::{EventKind, ListOptions, StoreError};
+
+use crate::error::{ApiError, ApiResult, Cause, Target as ErrTarget};
+use crate::object::{self, meta_mut};
+use crate::request::{self, Accept, Query, Target};
+use crate::resources::Resource;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::{admission, table, App};
+
+pub fn json_response(code: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut r = (code, body).into_response();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn err_target<'a>(t: &'a Target, name: &'a str) -> ErrTarget<'a> {
+    ErrTarget {
+        group: t.res.group,
+        resource: t.res.plural,
+        name,
+    }
+}
+
+/// Selectors of a list or watch.
+pub struct Filter {
+    label: LabelSelector,
+    field: FieldSelector,
+    res: &'static Resource,
+}
+
+impl Filter {
+    fn from_query(res: &'static Resource, q: &Query) -> ApiResult<Filter> {
+        let label = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        let field = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
+            .map_err(ApiError::bad_request)?
+            .convert(res.group, res.plural)
+            .map_err(ApiError::bad_request)?;
+        Ok(Filter { label, field, res })
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        (self.label.is_empty() || self.label.matches(&object::labels(obj)))
+            && (self.field.is_empty()
+                || self.field.matches(&crate::selector::object_fields(
+                    self.res.group,
+                    self.res.plural,
+                    obj,
+                )))
+    }
+}
+
+/// The continue token: upstream's format, base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"key"}`.
+fn encode_continue(rv: i64, start_after: &str, prefix: &str) -> String {
+    use base64::Engine;
+    let rel = start_after.strip_prefix(prefix).unwrap_or(start_after);
+    let tok = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{rel}\u{0000}")});
+    base64::engine::general_purpose::URL_SAFE.encode(tok.to_string())
+}
+
+fn decode_continue(tok: &str, prefix: &str) -> ApiResult<(i64, String)> {
+    use base64::Engine;
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(tok)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tok))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v["rv"].as_i64().ok_or_else(bad)?;
+    let start = v["start"].as_str().ok_or_else(bad)?;
+    let start = start.strip_suffix('\u{0000}').unwrap_or(start);
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((rv, format!("{prefix}{start}")))
+}
+
+impl App {
+    pub async fn serve_object(
+        self: &Arc<Self>,
+        method: &Method,
+        t: Target,
+        q: Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> ApiResult<Response> {
+        if let Some(ns) = &t.namespace {
+            if ns.is_empty() {
+                return Err(ApiError::not_found(err_target(&t, "")));
+            }
+        }
+        let accept = request::accept(headers)?;
+        match (&t.name, t.sub.as_deref()) {
+            (None, _) => match *method {
+                Method::GET if t.watch_path || q.flag("watch") => self.watch(&t, &q, accept).await,
+                Method::GET => self.list(&t, &q, accept).await,
+                Method::POST => self.create(&t, &q, headers, &body).await,
+                Method::DELETE => self.delete_collection(&t, &q, headers, &body).await,
+                _ => Err(method_not_allowed(method, &t)),
+            },
+            (Some(name), None) => {
+                let name = name.clone();
+                if t.watch_path {
+                    return self.watch(&t, &q, accept).await;
+                }
+                match *method {
+                    Method::GET => {
+                        let (obj, _) = self.get_object(&t, &name).await?;
+                        Ok(self.render_one(&t, obj, accept, &q))
+                    }
+                    Method::PUT => self.update(&t, &name, None, &q, headers, &body).await,
+                    Method::PATCH => self.patch(&t, &name, None, &q, headers, &body).await,
+                    Method::DELETE => self.delete(&t, &name, &q, headers, &body).await,
+                    _ => Err(method_not_allowed(method, &t)),
+                }
+            }
+            (Some(name), Some(sub)) => {
+                let name = name.clone();
+                let sub = sub.to_string();
+                self.serve_subresource(method, &t, &name, &sub, q, headers, body, accept)
+                    .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_subresource(
+        self: &Arc<Self>,
+        method: &Method,
+        t: &Target,
+        name: &str,
+        sub: &str,
+        q: Query,
+        headers: &HeaderMap,
+        body: Bytes,
+        accept: Accept,
+    ) -> ApiResult<Response> {
+        let Some(def) = t.res.subresource(sub) else {
+            return Err(ApiError::not_found(err_target(t, name)));
+        };
+        match (sub, method.clone()) {
+            ("status", Method::GET)
+            | ("ephemeralcontainers", Method::GET)
+            | ("resize", Method::GET) => {
+                let (obj, _) = self.get_object(t, name).await?;
+                Ok(self.render_one(t, obj, accept, &q))
+            }
+            ("status" | "finalize" | "ephemeralcontainers" | "resize", Method::PUT) => {
+                self.update(t, name, Some(sub), &q, headers, &body).await
+            }
+            ("status" | "ephemeralcontainers" | "resize", Method::PATCH) => {
+                self.patch(t, name, Some(sub), &q, headers, &body).await
+            }
+            ("scale", Method::GET) => {
+                let (obj, _) = self.get_object(t, name).await?;
+                Ok(json_response(StatusCode::OK, &admission::to_scale(&obj)))
+            }
+            ("scale", Method::PUT) => self.update(t, name, Some(sub), &q, headers, &body).await,
+            ("scale", Method::PATCH) => self.patch(t, name, Some(sub), &q, headers, &body).await,
+            ("binding", Method::POST) => self.bind(t, name, &q, headers, &body).await,
+            ("log" | "exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!(
+                    "{} of {} \"{name}\" is not available: no kubelet serves this node yet \
+                     (the server runs without an agent)",
+                    sub, t.res.singular
+                ),
+            )),
+            _ => {
+                if def.verbs.is_empty() {
+                    Err(ApiError::not_found(err_target(t, name)))
+                } else {
+                    Err(method_not_allowed(method, t))
+                }
+            }
+        }
+    }
+
+    /// The current object and its revision.
+    pub async fn get_object(&self, t: &Target, name: &str) -> ApiResult<(Value, i64)> {
+        let key = t.res.key(t.namespace.as_deref(), name);
+        match self.store.get(&key).await? {
+            Some(kv) => Ok((
+                object::decode_stored(&kv.value, kv.mod_revision),
+                kv.mod_revision,
+            )),
+            None => Err(ApiError::not_found(err_target(t, name))),
+        }
+    }
+
+    fn render_one(&self, t: &Target, obj: Value, accept: Accept, q: &Query) -> Response {
+        match accept {
+            Accept::Table => {
+                let rv = object::meta_str(&obj, "resourceVersion")
+                    .unwrap_or("")
+                    .to_string();
+                json_response(
+                    StatusCode::OK,
+                    &table::to_table(t.res, &[obj], &rv, q.get("includeObject"), true, None),
+                )
+            }
+            Accept::PartialMetadata | Accept::PartialMetadataList => {
+                json_response(StatusCode::OK, &table::partial_metadata(&obj))
+            }
+            Accept::Json => json_response(StatusCode::OK, &obj),
+        }
+    }
+
+    async fn list(&self, t: &Target, q: &Query, accept: Accept) -> ApiResult<Response> {
+        let filter = Filter::from_query(t.res, q)?;
+        let prefix = t.res.prefix(t.namespace.as_deref());
+        let limit = q.int("limit")?.unwrap_or(0).max(0) as usize;
+        let (mut revision, mut start_after) = match q.get("continue") {
+            Some(c) if !c.is_empty() => {
+                let (rv, start) = decode_continue(c, &prefix)?;
+                (rv, Some(start))
+            }
+            _ => (0, None),
+        };
+        if revision == 0 {
+            if let (Some("Exact"), Some(rv)) =
+                (q.get("resourceVersionMatch"), q.get("resourceVersion"))
+            {
+                revision = rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version {rv:?}"))
+                })?;
+            }
+        }
+        // A field selector on metadata.name narrows the scan to one key.
+        let only_name = filter.field.required_value("metadata.name");
+        let mut items = Vec::new();
+        let mut more;
+        let mut last_key = String::new();
+        loop {
+            let page = self
+                .store
+                .list(ListOptions {
+                    prefix: &prefix,
+                    start_after: start_after.as_deref(),
+                    revision,
+                    limit: if limit == 0 { 0 } else { (limit - items.len()).max(1) },
+                })
+                .await
+                .map_err(|e| match e {
+                    StoreError::Compacted { .. } if q.get("continue").is_some() => ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. \
+                         You can start a new list without the continue parameter, or use the continue token \
+                         in this response to retrieve the remainder of the results. Continuing with the \
+                         provided token results in an inconsistent list - objects that were created, \
+                         modified, or deleted between the time the first chunk was returned and now may show \
+                         up in the list.",
+                    ),
+                    e => ApiError::from(e),
+                })?;
+            revision = page.revision;
+            more = page.more;
+            for kv in page.items {
+                last_key = kv.key.clone();
+                if let Some(n) = &only_name {
+                    if !kv.key.ends_with(&format!("/{n}")) {
+                        continue;
+                    }
+                }
+                let obj = object::decode_stored(&kv.value, kv.mod_revision);
+                if filter.matches(&obj) {
+                    items.push(obj);
+                }
+            }
+            if !more || limit == 0 || items.len() >= limit {
+                break;
+            }
+            start_after = Some(last_key.clone());
+        }
+        let cont = if more {
+            Some(encode_continue(revision, &last_key, &prefix))
+        } else {
+            None
+        };
+        let rv = revision.to_string();
+        match accept {
+            Accept::Table => Ok(json_response(
+                StatusCode::OK,
+                &table::to_table(t.res, &items, &rv, q.get("includeObject"), true, cont),
+            )),
+            Accept::PartialMetadata | Accept::PartialMetadataList => {
+                let mut meta = json!({"resourceVersion": rv});
+                if let Some(c) = cont {
+                    meta["continue"] = json!(c);
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "kind": "PartialObjectMetadataList",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": meta,
+                        "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
+                    }),
+                ))
+            }
+            Accept::Json => {
+                let mut meta = json!({"resourceVersion": rv});
+                if let Some(c) = cont {
+                    meta["continue"] = json!(c);
+                }
+                let list = json!({
+                    "kind": format!("{}List", t.res.kind),
+                    "apiVersion": t.res.api_version(),
+                    "metadata": meta,
+                    "items": items,
+                });
+                Ok(json_response(StatusCode::OK, &list))
+            }
+        }
+    }
+
+    async fn watch(self: &Arc<Self>, t: &Target, q: &Query, accept: Accept) -> ApiResult<Response> {
+        let filter = Filter::from_query(t.res, q)?;
+        let prefix = t.res.prefix(t.namespace.as_deref());
+        let name_only = t
+            .name
+            .clone()
+            .or(filter.field.required_value("metadata.name"));
+        let rv = q.get("resourceVersion").unwrap_or("");
+        let send_initial = q.get("sendInitialEvents") == Some("true");
+        let mut initial = Vec::new();
+        let from: i64 = if rv.is_empty() || rv == "0" || send_initial {
+            let page = self
+                .store
+                .list(ListOptions {
+                    prefix: &prefix,
+                    ..Default::default()
+                })
+                .await?;
+            for kv in page.items {
+                let obj = object::decode_stored(&kv.value, kv.mod_revision);
+                if filter.matches(&obj)
+                    && name_only.as_deref().is_none_or(|n| object::name(&obj) == n)
+                {
+                    initial.push(("ADDED", obj));
+                }
+            }
+            page.revision
+        } else {
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?
+        };
+        let bookmarks = q.flag("allowWatchBookmarks");
+        let timeout = q
+            .int("timeoutSeconds")?
+            .map(|s| Duration::from_secs(s.max(0) as u64))
+            .unwrap_or_else(|| Duration::from_secs(1800 + rand::random::<u64>() % 1800));
+        let include = q.get("includeObject").map(str::to_string);
+        let res = t.res;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let encode = move |ty: &str, obj: Value, first: bool| -> Bytes {
+            let obj = match accept {
+                Accept::Table if ty != "ERROR" && ty != "BOOKMARK" => {
+                    let rv = object::meta_str(&obj, "resourceVersion")
+                        .unwrap_or("")
+                        .to_string();
+                    table::to_table(res, &[obj], &rv, include.as_deref(), first, None)
+                }
+                _ => obj,
+            };
+            let mut line =
+                serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
+            line.push(b'\n');
+            Bytes::from(line)
+        };
+        let stream = self.store.watch(&prefix, from).await;
+        let app = self.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut first = true;
+            let mut last_rv = from;
+            for (ty, obj) in initial {
+                if tx.send(encode(ty, obj, first)).await.is_err() {
+                    return;
+                }
+                first = false;
+            }
+            if send_initial && bookmarks {
+                let bm = json!({"kind": res.kind, "apiVersion": res.api_version(),
+                    "metadata": {"resourceVersion": last_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
+                if tx.send(encode("BOOKMARK", bm, false)).await.is_err() {
+                    return;
+                }
+            }
+            let mut stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx
+                        .send(encode("ERROR", ApiError::from(e).status(), false))
+                        .await;
+                    return;
+                }
+            };
+            let mut ticker = tokio::time::interval(Duration::from_secs(60));
+            ticker.tick().await;
+            loop {
+                let ev = tokio::select! {
+                    ev = stream.next() => ev,
+                    _ = tokio::time::sleep_until(deadline) => return,
+                    _ = tx.closed() => return,
+                    _ = ticker.tick(), if bookmarks => {
+                        let bm = json!({"kind": res.kind, "apiVersion": res.api_version(),
+                            "metadata": {"resourceVersion": last_rv.to_string()}});
+                        if tx.send(encode("BOOKMARK", bm, false)).await.is_err() { return; }
+                        continue;
+                    }
+                };
+                let ev = match ev {
+                    Some(Ok(ev)) => ev,
+                    Some(Err(e)) => {
+                        let _ = tx
+                            .send(encode("ERROR", ApiError::from(e).status(), false))
+                            .await;
+                        return;
+                    }
+                    None => return,
+                };
+                last_rv = ev.revision();
+                let new = object::decode_stored(&ev.kv.value, ev.kv.mod_revision);
+                if let Some(n) = &name_only {
+                    if object::name(&new) != n {
+                        continue;
+                    }
+                }
+                let old_matches = ev
+                    .prev
+                    .as_ref()
+                    .map(|p| filter.matches(&object::decode_stored(&p.value, p.mod_revision)))
+                    .unwrap_or(false);
+                let out = match ev.kind {
+                    EventKind::Delete if old_matches => Some(("DELETED", new)),
+                    EventKind::Delete => None,
+                    EventKind::Put => match (old_matches, filter.matches(&new)) {
+                        (true, true) => Some(("MODIFIED", new)),
+                        (false, true) => Some(("ADDED", new)),
+                        (true, false) => {
+                            let mut old = object::decode_stored(
+                                &ev.prev.as_ref().expect("old matched").value,
+                                ev.kv.mod_revision,
+                            );
+                            meta_mut(&mut old);
+                            Some(("DELETED", old))
+                        }
+                        (false, false) => None,
+                    },
+                };
+                if let Some((ty, obj)) = out {
+                    if tx.send(encode(ty, obj, first)).await.is_err() {
+                        return;
+                    }
+                    first = false;
+                }
+            }
+        });
+        drop(app);
+        let body =
+            Body::from_stream(tokio_stream_from(rx).map(Ok::<Bytes, std::convert::Infallible>));
+        let mut resp = Response::new(body);
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        resp.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-cache, private"),
+        );
+        Ok(resp)
+    }
+
+    /// Decodes, checks and normalizes a request body for `t`; returns the object and warnings.
+    fn decode_object(
+        &self,
+        t: &Target,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &Bytes,
+        kind: &str,
+        api_version: &str,
+    ) -> ApiResult<(Value, Vec<String>)> {
+        let obj = request::decode_body(headers, body)?;
+        self.check_object(t, q, obj, kind, api_version)
+    }
+
+    pub fn check_object(
+        &self,
+        t: &Target,
+        q: &Query,
+        obj: Value,
+        kind: &str,
+        api_version: &str,
+    ) -> ApiResult<(Value, Vec<String>)> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the object provided is unrecognized: expected a JSON object",
+            ));
+        }
+        let got_kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        let got_av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        if !got_kind.is_empty() && got_kind != kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({got_kind}) does not match the expected kind ({kind})"
+            )));
+        }
+        if !got_av.is_empty() && got_av != api_version {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({got_av}) does not match the expected API version ({api_version})"
+            )));
+        }
+        let mut obj = obj;
+        obj["kind"] = json!(kind);
+        obj["apiVersion"] = json!(api_version);
+        admission::normalize(t.res, kind, obj, q.get("fieldValidation"))
+    }
+
+    pub async fn create(
+        &self,
+        t: &Target,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> ApiResult<Response> {
+        let (mut obj, warnings) =
+            self.decode_object(t, q, headers, body, t.res.kind, &t.res.api_version())?;
+        let ns = t.namespace.clone();
+        {
+            let m = meta_mut(&mut obj);
+            if let (Some(ns), Some(Value::String(body_ns))) = (&ns, m.get("namespace")) {
+                if !body_ns.is_empty() && body_ns != ns {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+            }
+            let name = m
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let gen = m
+                .get("generateName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if name.is_empty() && !gen.is_empty() {
+                m.insert("name".into(), json!(object::generate_name(&gen)));
+            }
+        }
+        let name = object::name(&obj).to_string();
+        if name.is_empty() {
+            return Err(ApiError::invalid(
+                t.res.group,
+                t.res.kind,
+                "",
+                vec![Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: name or generateName is required".into(),
+                    field: "metadata.name".into(),
+                }],
+            ));
+        }
+        if let Some(ns) = &ns {
+            self.check_namespace_open(ns).await?;
+        }
+        admission::prepare_create(t.res, &mut obj, ns.as_deref());
+        admission::admit_create(self, t.res, &mut obj).await?;
+        admission::validate(t.res, &obj, None)?;
+        let dry_run = q.get("dryRun") == Some("All");
+        if dry_run {
+            return Ok(with_warnings(
+                json_response(StatusCode::CREATED, &obj),
+                &warnings,
+            ));
+        }
+        let key = t.res.key(ns.as_deref(), &name);
+        let kv = self
+            .store
+            .create(&key, object::encode_stored(&obj))
+            .await
+            .map_err(|e| ApiError::from_store(e, err_target(t, &name)))?;
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+        Ok(with_warnings(
+            json_response(StatusCode::CREATED, &obj),
+            &warnings,
+        ))
+    }
+
+    async fn check_namespace_open(&self, ns: &str) -> ApiResult<()> {
+        let key = format!("/registry/namespaces/{ns}");
+        match self.store.get(&key).await? {
+            None => Err(ApiError::not_found(ErrTarget {
+                group: "",
+                resource: "namespaces",
+                name: ns,
+            })),
+            Some(kv) => {
+                let v = object::decode_stored(&kv.value, kv.mod_revision);
+                if v["metadata"].get("deletionTimestamp").is_some() {
+                    Err(ApiError::new(
+                        403,
+                        "Forbidden",
+                        format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// PUT of the object or of a subresource.
+    async fn update(
+        &self,
+        t: &Target,
+        name: &str,
+        sub: Option<&str>,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> ApiResult<Response> {
+        let (kind, av) = match sub {
+            Some("scale") => ("Scale", "autoscaling/v1".to_string()),
+            _ => (t.res.kind, t.res.api_version()),
+        };
+        let (new, warnings) = self.decode_object(t, q, headers, body, kind, &av)?;
+        let body_name = object::name(&new);
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let (Some(ns), Some(bns)) = (&t.namespace, object::namespace(&new)) {
+            if !bns.is_empty() && bns != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        let expected_rv = object::meta_str(&new, "resourceVersion")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let (old, rev) = self.get_object(t, name).await?;
+        if let Some(e) = &expected_rv {
+            if e != &rev.to_string() {
+                return Err(ApiError::stale(err_target(t, name)));
+            }
+        }
+        let resp = self.commit_update(t, name, sub, old, rev, new, q).await?;
+        Ok(with_warnings(resp, &warnings))
+    }
+
+    /// Applies an update computed from `old` (at `rev`) and the client's `new`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_update(
+        &self,
+        t: &Target,
+        name: &str,
+        sub: Option<&str>,
+        old: Value,
+        rev: i64,
+        new: Value,
+        q: &Query,
+    ) -> ApiResult<Response> {
+        let mut obj = admission::prepare_update(t.res, sub, &old, new)?;
+        admission::admit_update(self, t.res, &old, &mut obj).await?;
+        admission::validate(t.res, &obj, Some(&old))?;
+        let reply = |obj: &Value| -> Value {
+            if sub == Some("scale") {
+                admission::to_scale(obj)
+            } else {
+                obj.clone()
+            }
+        };
+        if q.get("dryRun") == Some("All") {
+            return Ok(json_response(StatusCode::OK, &reply(&obj)));
+        }
+        let key = t.res.key(t.namespace.as_deref(), name);
+        let bytes = object::encode_stored(&obj);
+        if bytes == object::encode_stored(&old) {
+            // Nothing changed: no write, the object keeps its resourceVersion.
+            return Ok(json_response(StatusCode::OK, &reply(&old)));
+        }
+        // Finalizers removed from an object being deleted: the delete completes.
+        let finished = obj["metadata"].get("deletionTimestamp").is_some()
+            && obj["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        if finished && t.res.plural != "pods" {
+            let kv = self
+                .store
+                .delete(&key, rev)
+                .await
+                .map_err(|e| ApiError::from_store(e, err_target(t, name)))?;
+            meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+            return Ok(json_response(StatusCode::OK, &reply(&obj)));
+        }
+        let kv = self
+            .store
+            .update(&key, bytes, rev)
+            .await
+            .map_err(|e| ApiError::from_store(e, err_target(t, name)))?;
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+        Ok(json_response(StatusCode::OK, &reply(&obj)))
+    }
+
+    async fn patch(
+        self: &Arc<Self>,
+        t: &Target,
+        name: &str,
+        sub: Option<&str>,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> ApiResult<Response> {
+        let ct = request::content_type(headers);
+        let patch_kind = crate::patching::PatchKind::from_content_type(&ct)?;
+        for attempt in 0..5 {
+            let (old, rev) = match self.get_object(t, name).await {
+                Ok(x) => x,
+                Err(e) if e.code == 404 && patch_kind == crate::patching::PatchKind::Apply => {
+                    return crate::patching::apply_create(self, t, name, q, body).await;
+                }
+                Err(e) => return Err(e),
+            };
+            let current = if sub == Some("scale") {
+                admission::to_scale(&old)
+            } else {
+                old.clone()
+            };
+            let (kind, av) = match sub {
+                Some("scale") => ("Scale", "autoscaling/v1".to_string()),
+                _ => (t.res.kind, t.res.api_version()),
+            };
+            let patched = crate::patching::apply_patch(patch_kind, kind, &current, body, q)?;
+            let (new, warnings) = self.check_object(t, q, patched, kind, &av)?;
+            if object::name(&new) != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    object::name(&new)
+                )));
+            }
+            let requested_rv = object::meta_str(&new, "resourceVersion").map(str::to_string);
+            if let Some(r) = &requested_rv {
+                if !r.is_empty() && r != &rev.to_string() {
+                    return Err(ApiError::stale(err_target(t, name)));
+                }
+            }
+            match self.commit_update(t, name, sub, old, rev, new, q).await {
+                Err(e)
+                    if e.code == 409
+                        && e.reason == "Conflict"
+                        && attempt < 4
+                        && requested_rv.as_deref() != Some(&rev.to_string()) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+                Ok(r) => return Ok(with_warnings(r, &warnings)),
+            }
+        }
+        Err(ApiError::stale(err_target(t, name)))
+    }
+
+    async fn bind(
+        &self,
+        t: &Target,
+        name: &str,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> ApiResult<Response> {
+        let b = request::decode_body(headers, body)?;
+        let node = b["target"]["name"].as_str().unwrap_or("").to_string();
+        if node.is_empty() {
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                name,
+                vec![Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value".into(),
+                    field: "target.name".into(),
+                }],
+            ));
+        }
+        let (old, rev) = self.get_object(t, name).await?;
+        if old["metadata"].get("deletionTimestamp").is_some() {
+            return Err(ApiError::conflict(
+                err_target(t, name),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        let current = old["spec"]["nodeName"].as_str().unwrap_or("");
+        if !current.is_empty() {
+            return Err(ApiError::conflict(
+                err_target(t, name),
+                &format!("pod {name} is already assigned to node \"{current}\""),
+            ));
+        }
+        let mut new = old.clone();
+        new["spec"]["nodeName"] = json!(node);
+        let conds = new["status"]
+            .as_object_mut()
+            .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+        if let Some(Value::Array(c)) = conds {
+            c.retain(|c| c["type"] != "PodScheduled");
+            c.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()}));
+        }
+        if q.get("dryRun") == Some("All") {
+            return Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}),
+            ));
+        }
+        let key = t.res.key(t.namespace.as_deref(), name);
+        self.store
+            .update(&key, object::encode_stored(&new), rev)
+            .await
+            .map_err(|e| ApiError::from_store(e, err_target(t, name)))?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}),
+        ))
+    }
+
+    async fn delete(
+        &self,
+        t: &Target,
+        name: &str,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> ApiResult<Response> {
+        let opts = delete_options(q, headers, body)?;
+        let (old, rev) = self.get_object(t, name).await?;
+        if let Some(uid) = opts["preconditions"]["uid"].as_str() {
+            if object::meta_str(&old, "uid") != Some(uid) {
+                return Err(ApiError::conflict(
+                    err_target(t, name),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        object::meta_str(&old, "uid").unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = opts["preconditions"]["resourceVersion"].as_str() {
+            if r != rev.to_string() {
+                return Err(ApiError::conflict(err_target(t, name), &format!(
+                    "Precondition failed: ResourceVersion in precondition: {r}, ResourceVersion in object meta: {rev}"
+                )));
+            }
+        }
+        let dry_run = q.get("dryRun") == Some("All")
+            || opts["dryRun"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "All"));
+        let (code, obj) = self.delete_one(t, name, old, rev, &opts, dry_run).await?;
+        Ok(json_response(code, &obj))
+    }
+
+    /// Deletes (or starts deleting) one object; returns the HTTP code and the body.
+    pub async fn delete_one(
+        &self,
+        t: &Target,
+        name: &str,
+        old: Value,
+        rev: i64,
+        opts: &Value,
+        dry_run: bool,
+    ) -> ApiResult<(StatusCode, Value)> {
+        let key = t.res.key(t.namespace.as_deref(), name);
+        let mut obj = old.clone();
+        let policy = opts["propagationPolicy"].as_str().unwrap_or("");
+        let orphan = opts["orphanDependents"].as_bool();
+        let graceful = admission::grace_period(t.res, &old, opts);
+        let mut finalizers: Vec<Value> = old["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let add_finalizer = |f: &mut Vec<Value>, name: &str| {
+            if !f.iter().any(|x| x == name) {
+                f.push(json!(name));
+            }
+        };
+        if policy == "Orphan" || orphan == Some(true) {
+            add_finalizer(&mut finalizers, "orphan");
+        } else if policy == "Foreground" {
+            add_finalizer(&mut finalizers, "foregroundDeletion");
+        }
+        let already = old["metadata"].get("deletionTimestamp").is_some();
+        if !finalizers.is_empty()
+            || graceful.is_some_and(|g| g > 0)
+            || (t.res.plural == "namespaces")
+        {
+            // Deletion in progress: mark the object, the finalizers' owners (or the kubelet) finish it.
+            let m = meta_mut(&mut obj);
+            if !already {
+                let grace = graceful.unwrap_or(0);
+                m.insert("deletionTimestamp".into(), json!(object::rfc3339_in(grace)));
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            } else if let Some(g) = graceful {
+                let cur = m
+                    .get("deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::MAX);
+                if g < cur {
+                    m.insert("deletionTimestamp".into(), json!(object::rfc3339_in(g)));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(g));
+                }
+            }
+            if !finalizers.is_empty() {
+                m.insert("finalizers".into(), Value::Array(finalizers));
+            }
+            if t.res.plural == "namespaces" {
+                obj["status"]["phase"] = json!("Terminating");
+            }
+            if graceful == Some(0)
+                && obj["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty())
+            {
+                // fall through to an immediate delete
+            } else {
+                if dry_run || obj == old {
+                    return Ok((StatusCode::ACCEPTED, obj));
+                }
+                let kv = self
+                    .store
+                    .update(&key, object::encode_stored(&obj), rev)
+                    .await
+                    .map_err(|e| ApiError::from_store(e, err_target(t, name)))?;
+                meta_mut(&mut obj)
+                    .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+                return Ok((StatusCode::ACCEPTED, obj));
+            }
+        }
+        if dry_run {
+            return Ok((StatusCode::OK, obj));
+        }
+        let kv = self
+            .store
+            .delete(&key, rev)
+            .await
+            .map_err(|e| ApiError::from_store(e, err_target(t, name)))?;
+        if admission::returns_deleted_object(t.res) {
+            meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+            Ok((StatusCode::OK, obj))
+        } else {
+            let mut details = json!({"name": name, "kind": t.res.plural, "uid": object::meta_str(&old, "uid").unwrap_or("")});
+            if !t.res.group.is_empty() {
+                details["group"] = json!(t.res.group);
+            }
+            Ok((
+                StatusCode::OK,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
+            ))
+        }
+    }
+
+    async fn delete_collection(
+        &self,
+        t: &Target,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> ApiResult<Response> {
+        if !t.res.verbs.contains(&"deletecollection") {
+            return Err(method_not_allowed(&Method::DELETE, t));
+        }
+        let opts = delete_options(q, headers, body)?;
+        let filter = Filter::from_query(t.res, q)?;
+        let prefix = t.res.prefix(t.namespace.as_deref());
+        let page = self
+            .store
+            .list(ListOptions {
+                prefix: &prefix,
+                ..Default::default()
+            })
+            .await?;
+        let dry_run = q.get("dryRun") == Some("All");
+        let mut deleted = Vec::new();
+        for kv in page.items {
+            let obj = object::decode_stored(&kv.value, kv.mod_revision);
+            if !filter.matches(&obj) {
+                continue;
+            }
+            let name = object::name(&obj).to_string();
+            let ns = object::namespace(&obj).map(str::to_string);
+            let target = Target {
+                res: t.res,
+                namespace: ns,
+                name: Some(name.clone()),
+                sub: None,
+                watch_path: false,
+            };
+            match self
+                .delete_one(&target, &name, obj.clone(), kv.mod_revision, &opts, dry_run)
+                .await
+            {
+                Ok(_) => deleted.push(obj),
+                Err(e) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let rv = self.store.current_revision().await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.res.api_version(),
+                "metadata": {"resourceVersion": rv.to_string()}, "items": deleted}),
+        ))
+    }
+}
+
+fn delete_options(q: &Query, headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
+    let mut opts = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        request::decode_body(headers, body)?
+    };
+    if !opts.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of a delete must be DeleteOptions",
+        ));
+    }
+    if let Some(g) = q.int("gracePeriodSeconds")? {
+        opts["gracePeriodSeconds"] = json!(g);
+    }
+    if let Some(p) = q.get("propagationPolicy") {
+        opts["propagationPolicy"] = json!(p);
+    }
+    if let Some(p) = q.get("orphanDependents") {
+        opts["orphanDependents"] = json!(p == "true");
+    }
+    match opts["propagationPolicy"].as_str() {
+        None | Some("Orphan" | "Background" | "Foreground") => Ok(opts),
+        Some(p) => Err(ApiError::invalid(
+            "",
+            "DeleteOptions",
+            "",
+            vec![Cause {
+                reason: "FieldValueNotSupported".into(),
+                message: format!("Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""),
+                field: "propagationPolicy".into(),
+            }],
+        )),
+    }
+}
+
+fn method_not_allowed(method: &Method, t: &Target) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "the server does not allow this method on the requested resource ({method} {})",
+        t.res.plural
+    ))
+}
+
+pub fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let v = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(h) = http::HeaderValue::from_str(&v) {
+            r.headers_mut().append("warning", h);
+        }
+    }
+    r
+}
+
+pub fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Keeps `Map` in scope for helpers that build objects.
+pub type Object = Map<String, Value>;

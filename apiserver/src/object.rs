@@ -1,0 +1,84 @@
+//! Helpers over objects as JSON: metadata access, timestamps, names, stored encoding.
+
+use rand::Rng;
+use serde_json::{Map, Value};
+
+/// `metadata` of an object, created if absent.
+pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = Value::Object(Map::new());
+    }
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+pub fn name(obj: &Value) -> &str {
+    meta_str(obj, "name").unwrap_or("")
+}
+
+pub fn namespace(obj: &Value) -> Option<&str> {
+    meta_str(obj, "namespace")
+}
+
+pub fn labels(obj: &Value) -> Map<String, Value> {
+    obj.get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Now, as upstream writes `metav1.Time` (RFC 3339, seconds).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub fn rfc3339_in(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Upstream's name generator: the prefix plus five characters from a reduced alphabet.
+pub fn generate_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::thread_rng();
+    let prefix = if prefix.len() > 58 {
+        &prefix[..58]
+    } else {
+        prefix
+    };
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+/// The bytes stored for an object: its JSON without `resourceVersion` (the store's
+/// revision is the resource version).
+pub fn encode_stored(obj: &Value) -> Vec<u8> {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&o).expect("JSON values always encode")
+}
+
+/// An object read from the store, with its resource version set.
+pub fn decode_stored(bytes: &[u8], rev: i64) -> Value {
+    let mut v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    if v.is_object() {
+        meta_mut(&mut v).insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+    v
+}
+
+/// Walks `obj` by a dotted path, e.g. `spec.nodeName`.
+pub fn path<'a>(obj: &'a Value, p: &str) -> Option<&'a Value> {
+    p.split('.').try_fold(obj, |v, k| v.get(k))
+}
