@@ -1,0 +1,39 @@
+# rkube: `make run` starts a cluster, `make test` proves it. Both install what they need
+# on a fresh Debian machine (see scripts/deps.sh).
+
+CARGO ?= cargo
+DATA_DIR ?= $(HOME)/.rkube
+KUBECONFIG_OUT ?= $(DATA_DIR)/rkube.yaml
+PORT ?= 6443
+
+.PHONY: all build deps run test lint bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release -p rkube
+	@echo "built target/release/rkube"
+
+run: build
+	@echo "starting rkube server (data: $(DATA_DIR), kubeconfig: $(KUBECONFIG_OUT))"
+	@echo "in another shell: export KUBECONFIG=$(KUBECONFIG_OUT); kubectl get nodes,ns"
+	./target/release/rkube server --data-dir $(DATA_DIR) --https-listen-port $(PORT) \
+		--write-kubeconfig $(KUBECONFIG_OUT) --disable-agent
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: deps
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace -- --test-threads=2
+
+bench: deps
+	$(CARGO) build --release -p rkube --benches
+	$(CARGO) bench -p rkube --bench api -- --output bench/results
+
+clean:
+	$(CARGO) clean

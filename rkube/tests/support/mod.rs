@@ -1,0 +1,208 @@
+//! Test support: a real `rkube server` process on a loopback port with its own data dir,
+//! and stock kubectl binaries pointed at it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Cluster {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+/// Every stock kubectl minor installed beside /usr/bin/kubectl (kubectl.1.27 … kubectl.1.33).
+pub fn kubectls() -> Vec<PathBuf> {
+    let real = std::fs::canonicalize("/usr/bin/kubectl").expect("kubectl is installed");
+    let dir = real.parent().expect("kubectl has a folder").to_path_buf();
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("kubectl folder is readable")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("kubectl.1."))
+        })
+        .collect();
+    out.sort_by_key(|p| minor(p));
+    // For a quicker local loop: RKUBE_KUBECTL_MINORS=32,33 runs only those.
+    if let Ok(only) = std::env::var("RKUBE_KUBECTL_MINORS") {
+        let keep: Vec<u32> = only.split(',').filter_map(|m| m.trim().parse().ok()).collect();
+        out.retain(|p| keep.contains(&minor(p)));
+    }
+    assert!(!out.is_empty(), "no kubectl.1.NN binaries beside {}", real.display());
+    out
+}
+
+pub fn minor(p: &Path) -> u32 {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit('.').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Cluster {
+    /// Starts `rkube server --disable-agent` on a free port and waits until it is ready.
+    pub fn start() -> Cluster {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), &[])
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        let log = dir.path().join("server.log");
+        let (child, url) = spawn(dir.path(), &kubeconfig, &log, extra);
+        Cluster {
+            child: Some(child),
+            dir,
+            kubeconfig,
+            url,
+            log,
+        }
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, url) = spawn(self.dir.path(), &self.kubeconfig, &self.log, &[]);
+        self.child = Some(child);
+        self.url = url;
+    }
+
+    /// Runs a kubectl binary against the cluster.
+    pub fn kubectl(&self, bin: &Path, args: &[&str]) -> Output {
+        self.kubectl_env(bin, args, &[])
+    }
+
+    pub fn kubectl_env(&self, bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .env_remove("KUBECTL_EXTERNAL_DIFF");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("kubectl runs")
+    }
+
+    pub fn client_config(&self) -> kube::Config {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let rt = tokio::runtime::Handle::try_current();
+        let opts = kube::config::KubeConfigOptions::default();
+        let fut = kube::Config::from_custom_kubeconfig(kc, &opts);
+        match rt {
+            Ok(h) => tokio::task::block_in_place(|| h.block_on(fut)).expect("config"),
+            Err(_) => tokio::runtime::Runtime::new().unwrap().block_on(fut).expect("config"),
+        }
+    }
+
+    pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.client_config()).expect("client")
+    }
+}
+
+fn spawn(dir: &Path, kubeconfig: &Path, log: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .arg("server")
+        .arg("--disable-agent")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--bind-address", "127.0.0.1", "--https-listen-port", "0"])
+        .arg("--write-kubeconfig")
+        .arg(kubeconfig)
+        .args(extra)
+        .env("RKUBE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rkube starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    let log = log.to_path_buf();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log).ok();
+        let mut url = None;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+            if let Some(u) = line.strip_prefix("rkube server listening on ") {
+                url = Some(u.trim().to_string());
+            }
+            if line.contains("API server ready") {
+                let _ = tx.send(url.clone());
+            }
+        }
+        let _ = tx.send(None);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Some(url)) => (child, url),
+        other => {
+            let _ = child.kill();
+            panic!("rkube server did not become ready ({other:?}); see its log above");
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(&self.log) {
+                eprintln!("--- rkube server log ---\n{log}");
+            }
+        }
+    }
+}
+
+/// stdout of a successful command; panics with both streams otherwise.
+pub fn ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// stderr of a failed command; panics if it succeeded.
+pub fn fails(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{what} should have failed, printed:\n{stdout}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The first line split into columns (kubectl's table header).
+pub fn header(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
