@@ -706,7 +706,9 @@ impl App {
         let finished = obj["metadata"].get("deletionTimestamp").is_some()
             && obj["metadata"]["finalizers"]
                 .as_array()
-                .is_none_or(|f| f.is_empty());
+                .is_none_or(|f| f.is_empty())
+            && (t.res.plural != "namespaces"
+                || obj["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty()));
         if finished && t.res.plural != "pods" {
             let kv = self
                 .store

@@ -67,7 +67,8 @@ pub struct App {
     pub tokens: Vec<(String, Identity)>,
     /// Serializes service creates and updates (IP and port allocation).
     pub service_lock: tokio::sync::Mutex<()>,
-    pub ready: std::sync::atomic::AtomicBool,
+    /// Becomes true once the bootstrap objects exist.
+    pub ready: tokio::sync::watch::Sender<bool>,
 }
 
 /// A server bound to its port, ready to serve.
@@ -105,7 +106,7 @@ impl Server {
             metrics: metrics::Metrics::default(),
             tokens,
             service_lock: tokio::sync::Mutex::new(()),
-            ready: std::sync::atomic::AtomicBool::new(false),
+            ready: tokio::sync::watch::channel(false).0,
         });
         Ok(Server {
             app,
@@ -127,7 +128,7 @@ impl Server {
         let app = self.app.clone();
         let serving = tokio::spawn(serve::serve(self.listener, self.tls, router, shutdown));
         bootstrap::run(&app).await?;
-        app.ready.store(true, std::sync::atomic::Ordering::Release);
+        app.ready.send_replace(true);
         tracing::info!("API server ready");
         serving.await??;
         Ok(())
@@ -217,7 +218,7 @@ async fn route_request(
             Ok(json_response(StatusCode::OK, &discovery::version()))
         }
         Route::Health(which) => {
-            let ready = app.ready.load(std::sync::atomic::Ordering::Acquire);
+            let ready = *app.ready.borrow();
             if which == "readyz" && !ready {
                 return Ok((
                     StatusCode::SERVICE_UNAVAILABLE,

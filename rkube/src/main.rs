@@ -172,7 +172,21 @@ async fn server(args: ServerArgs) -> Result<()> {
         tracing::info!("shutting down");
         let _ = tx.send(true);
     });
-    server.run(rx).await
+    let mut ready = server.app.ready.subscribe();
+    let serving = tokio::spawn(server.run(rx.clone()));
+    ready
+        .wait_for(|r| *r)
+        .await
+        .context("the API server stopped before it was ready")?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.write_kubeconfig)?;
+    let client_cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let client = kube::Client::try_from(client_cfg)?;
+    let controllers = tokio::spawn(controllers::run(client, rx));
+    // Any component ending is fatal: the process exits and its supervisor restarts it.
+    tokio::select! {
+        r = serving => r.context("the API server panicked")?,
+        r = controllers => r.context("the controllers panicked")?,
+    }
 }
 
 fn main() -> Result<()> {

@@ -247,7 +247,7 @@ fn db_events(
     let compacted = read_meta(&tx, "compact_rev").map_err(internal)?;
     if after < compacted {
         return Err(StoreError::Compacted {
-            requested: after + 1,
+            requested: after,
             compacted,
         });
     }
@@ -441,7 +441,7 @@ impl Store for SqliteStore {
         let compacted = self.shared.compacted.load(Ordering::Acquire);
         if after < compacted {
             return Err(StoreError::Compacted {
-                requested: after + 1,
+                requested: after,
                 compacted,
             });
         }

@@ -206,3 +206,29 @@ pub fn header(table: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A raw HTTP exchange through the cluster's client (authenticated, TLS): the status and
+/// the body as bytes.
+pub async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
+    use http_body_util::BodyExt;
+    let mut req = http::Request::builder().method(method).uri(path);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let req = req.body(kube::client::Body::from(body)).expect("request");
+    let resp = client.send(req).await.expect("the server answers");
+    let code = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes().to_vec();
+    (code, bytes)
+}
+
+/// The JSON of a raw answer.
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
