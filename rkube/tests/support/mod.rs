@@ -216,16 +216,29 @@ pub async fn raw(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> (u16, Vec<u8>) {
+    try_raw(client, method, path, content_type, body)
+        .await
+        .expect("the server answers")
+}
+
+/// As [`raw`], for when the server may not answer.
+pub async fn try_raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
     use http_body_util::BodyExt;
     let mut req = http::Request::builder().method(method).uri(path);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
     let req = req.body(kube::client::Body::from(body)).expect("request");
-    let resp = client.send(req).await.expect("the server answers");
+    let resp = client.send(req).await.map_err(|e| e.to_string())?;
     let code = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes().to_vec();
-    (code, bytes)
+    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
+    Ok((code, bytes))
 }
 
 /// The JSON of a raw answer.
