@@ -271,7 +271,11 @@ pub fn prepare_update(
                 }
             }
         }
-        m.remove("resourceVersion");
+        // Unconditional updates validate as if made at the current version (as upstream).
+        match om.get("resourceVersion") {
+            Some(v) => m.insert("resourceVersion".into(), v.clone()),
+            None => m.remove("resourceVersion"),
+        };
     }
     defaults::apply_defaults(res.kind, &mut obj);
     if res.generation && obj.get("spec") != old.get("spec") {

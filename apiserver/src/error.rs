@@ -19,7 +19,7 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
     pub retry_after: Option<u64>,
 }
 
@@ -69,7 +69,7 @@ impl ApiError {
                 t.name
             ),
         );
-        e.details = Some(Self::details(&t));
+        e.details = Some(Box::new(Self::details(&t)));
         e
     }
 
@@ -83,7 +83,7 @@ impl ApiError {
                 t.name
             ),
         );
-        e.details = Some(Self::details(&t));
+        e.details = Some(Box::new(Self::details(&t)));
         e
     }
 
@@ -97,7 +97,7 @@ impl ApiError {
                 t.name
             ),
         );
-        e.details = Some(Self::details(&t));
+        e.details = Some(Box::new(Self::details(&t)));
         e
     }
 
@@ -145,7 +145,7 @@ impl ApiError {
                 .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                 .collect(),
         );
-        e.details = Some(d);
+        e.details = Some(Box::new(d));
         e
     }
 
@@ -204,7 +204,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            s["details"] = d.clone();
+            s["details"] = (**d).clone();
         }
         if let Some(r) = self.retry_after {
             let d = s
@@ -234,9 +234,9 @@ impl From<StoreError> for ApiError {
                     "Timeout",
                     format!("Too large resource version: {requested}, current: {current}"),
                 );
-                e.details = Some(
+                e.details = Some(Box::new(
                     json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
-                );
+                ));
                 e
             }
             StoreError::Unavailable(m) => ApiError::unavailable(m),

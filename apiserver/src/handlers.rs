@@ -708,7 +708,9 @@ impl App {
                 .as_array()
                 .is_none_or(|f| f.is_empty())
             && (t.res.plural != "namespaces"
-                || obj["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty()));
+                || obj["spec"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty()));
         if finished && t.res.plural != "pods" {
             let kv = self
                 .store

@@ -27,10 +27,12 @@ pub mod handlers;
 pub mod metrics;
 pub mod object;
 pub mod openapi;
+pub mod openapiv2;
 pub mod patch;
 pub mod patching;
 pub mod pki;
 pub mod printers;
+pub mod proto;
 pub mod request;
 pub mod resources;
 pub mod selector;
@@ -300,7 +302,28 @@ async fn route_request(
             }
             Ok(r)
         }
-        Route::OpenApiV2 | Route::NotFound => Err(not_found()),
+        Route::OpenApiV2 => {
+            get_only()?;
+            let wants_pb = headers
+                .get(http::header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(|a| a.contains("protobuf"));
+            let (ct, body) = if wants_pb {
+                (
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                    openapi::v2_protobuf().clone(),
+                )
+            } else {
+                ("application/json", openapi::v2_json().clone())
+            };
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(ct),
+            );
+            Ok(r)
+        }
+        Route::NotFound => Err(not_found()),
     }
 }
 

@@ -78,6 +78,24 @@ fn schemas() -> Map<String, Value> {
             },
         }));
     }
+    for (ty, field, strategy, key) in crate::patch::patch_tags() {
+        let suffixes: Vec<String> = if ty == "Container" {
+            vec![".Container".into(), ".EphemeralContainer".into()]
+        } else {
+            vec![format!(".{ty}")]
+        };
+        for (name, schema) in defs.iter_mut() {
+            if !suffixes.iter().any(|s| name.ends_with(s.as_str())) {
+                continue;
+            }
+            if let Some(Value::Object(prop)) = schema.pointer_mut(&format!("/properties/{field}")) {
+                prop.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+                if !key.is_empty() {
+                    prop.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+                }
+            }
+        }
+    }
     let mut marks = vec![
         gvk(
             "io.k8s.api.autoscaling.v1.Scale",
@@ -280,4 +298,105 @@ fn build() -> Docs {
     }
     let index = serde_json::to_vec(&json!({"paths": index})).unwrap_or_default();
     Docs { docs, index }
+}
+
+/// The Swagger 2.0 form of all documents (for kubectl before 1.29).
+pub fn v2_json() -> &'static Vec<u8> {
+    static V2: OnceLock<Vec<u8>> = OnceLock::new();
+    V2.get_or_init(|| serde_json::to_vec(&swagger()).unwrap_or_default())
+}
+
+/// The Swagger 2.0 document as gnostic's protobuf, which kubectl asks for.
+pub fn v2_protobuf() -> &'static Vec<u8> {
+    static V2: OnceLock<Vec<u8>> = OnceLock::new();
+    V2.get_or_init(|| match crate::openapiv2::encode_document(&swagger()) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the OpenAPI v2 document");
+            Vec::new()
+        }
+    })
+}
+
+fn v3_to_v2_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref") {
+                *r = r.replace("#/components/schemas/", "#/definitions/");
+            }
+            for (_, x) in m.iter_mut() {
+                v3_to_v2_refs(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(v3_to_v2_refs),
+        _ => {}
+    }
+}
+
+fn swagger() -> Value {
+    let mut definitions = schemas();
+    for (_, s) in definitions.iter_mut() {
+        v3_to_v2_refs(s);
+    }
+    let mut paths = Map::new();
+    for r in RESOURCES {
+        for (p, item) in paths_for(r) {
+            let mut out = Map::new();
+            for (verb, op) in item.as_object().into_iter().flatten() {
+                if verb == "parameters" {
+                    out.insert(
+                        verb.clone(),
+                        json!(op
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(v2_param)
+                            .collect::<Vec<_>>()),
+                    );
+                    continue;
+                }
+                let mut o = op.clone();
+                let mut params: Vec<Value> = o["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(v2_param)
+                    .collect();
+                if let Some(rb) = o.as_object_mut().and_then(|m| m.remove("requestBody")) {
+                    let schema = rb["content"]["application/json"]["schema"].clone();
+                    let schema = if schema.is_null() {
+                        json!({"type": "object"})
+                    } else {
+                        schema
+                    };
+                    params.push(
+                        json!({"name": "body", "in": "body", "required": true, "schema": schema}),
+                    );
+                }
+                o["parameters"] = Value::Array(params);
+                let schema = o["responses"]["200"]["content"]["application/json"]["schema"].clone();
+                o["responses"] = json!({"200": {"description": "OK", "schema": schema}, "401": {"description": "Unauthorized"}});
+                v3_to_v2_refs(&mut o);
+                out.insert(verb.clone(), o);
+            }
+            paths.insert(p, Value::Object(out));
+        }
+    }
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": KUBE_GIT_VERSION},
+        "paths": paths,
+        "definitions": definitions,
+    })
+}
+
+fn v2_param(p: &Value) -> Value {
+    let mut o = json!({"name": p["name"], "in": p["in"], "type": "string", "uniqueItems": true});
+    if let Some(d) = p.get("description") {
+        o["description"] = d.clone();
+    }
+    if p["required"] == json!(true) {
+        o["required"] = json!(true);
+    }
+    o
 }

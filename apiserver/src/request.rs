@@ -171,10 +171,13 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     match ct.as_str() {
         "" | "application/json" | "*/*" => decode_json(body),
         "application/yaml" | "application/apply-patch+yaml" => decode_yaml(body),
-        "application/vnd.kubernetes.protobuf" => Err(unsupported_media(
-            &ct,
-            &["application/json", "application/yaml"],
-        )),
+        "application/vnd.kubernetes.protobuf" => crate::proto::decode(body).map_err(|e| {
+            if e.contains("not supported") {
+                unsupported_media(&ct, &["application/json", "application/yaml"])
+            } else {
+                ApiError::bad_request(e)
+            }
+        }),
         other => Err(unsupported_media(
             other,
             &["application/json", "application/yaml"],

@@ -9,7 +9,10 @@ pub mod namespace;
 use std::time::Duration;
 
 /// Runs every controller until `shutdown` fires; returns the first fatal error.
-pub async fn run(client: kube::Client, mut shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(
+    client: kube::Client,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     tokio::select! {
         r = namespace::run(client) => r,
         _ = shutdown.changed() => Ok(()),

@@ -46,7 +46,11 @@ fn error_policy(_ns: Arc<Namespace>, e: &Error, _ctx: Arc<Ctx>) -> Action {
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = ns.name_any();
     if ns.metadata.deletion_timestamp.is_some() {
-        let finalizers = ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default();
+        let finalizers = ns
+            .spec
+            .as_ref()
+            .and_then(|s| s.finalizers.clone())
+            .unwrap_or_default();
         if !finalizers.iter().any(|f| f == FINALIZER) {
             return Ok(Action::await_change());
         }

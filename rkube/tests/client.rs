@@ -23,17 +23,25 @@ fn cm(name: &str, v: &str) -> ConfigMap {
 async fn watch_from_a_resource_version_sees_every_later_change_in_order() {
     let c = Cluster::start();
     let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
-    let first = api.create(&PostParams::default(), &cm("a", "0")).await.unwrap();
+    let first = api
+        .create(&PostParams::default(), &cm("a", "0"))
+        .await
+        .unwrap();
     let rv = first.metadata.resource_version.clone().unwrap();
     let mut want = Vec::new();
     let mut cur = first;
     for i in 1..=20 {
         cur.data = Some([("v".to_string(), i.to_string())].into());
-        cur = api.replace("a", &PostParams::default(), &cur).await.unwrap();
+        cur = api
+            .replace("a", &PostParams::default(), &cur)
+            .await
+            .unwrap();
         want.push(("MODIFIED", "a".to_string(), i.to_string()));
         if i % 5 == 0 {
             let name = format!("b{i}");
-            api.create(&PostParams::default(), &cm(&name, "x")).await.unwrap();
+            api.create(&PostParams::default(), &cm(&name, "x"))
+                .await
+                .unwrap();
             want.push(("ADDED", name.clone(), "x".into()));
             api.delete(&name, &DeleteParams::default()).await.unwrap();
             want.push(("DELETED", name, "x".into()));
@@ -56,27 +64,41 @@ async fn watch_from_a_resource_version_sees_every_later_change_in_order() {
                 WatchEvent::Deleted(o) => ("DELETED", o),
                 other => panic!("unexpected event {other:?}"),
             };
-            (ty, o.metadata.name.clone().unwrap(), o.data.as_ref().unwrap()["v"].clone())
+            (
+                ty,
+                o.metadata.name.clone().unwrap(),
+                o.data.as_ref().unwrap()["v"].clone(),
+            )
         })
         .collect();
     assert_eq!(got, want);
     let rvs: Vec<i64> = events
         .iter()
         .map(|e| match e {
-            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
-                o.metadata.resource_version.as_ref().unwrap().parse().unwrap()
-            }
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => o
+                .metadata
+                .resource_version
+                .as_ref()
+                .unwrap()
+                .parse()
+                .unwrap(),
             _ => 0,
         })
         .collect();
-    assert!(rvs.windows(2).all(|w| w[0] < w[1]), "resource versions increase: {rvs:?}");
+    assert!(
+        rvs.windows(2).all(|w| w[0] < w[1]),
+        "resource versions increase: {rvs:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_update_gets_409_conflict() {
     let c = Cluster::start();
     let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
-    let v1 = api.create(&PostParams::default(), &cm("c", "1")).await.unwrap();
+    let v1 = api
+        .create(&PostParams::default(), &cm("c", "1"))
+        .await
+        .unwrap();
     let mut v2 = v1.clone();
     v2.data = Some([("v".to_string(), "2".to_string())].into());
     api.replace("c", &PostParams::default(), &v2).await.unwrap();
@@ -100,7 +122,10 @@ async fn a_stale_update_gets_409_conflict() {
 async fn a_watch_from_a_compacted_revision_gets_410_gone() {
     let c = Cluster::start();
     let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
-    let first = api.create(&PostParams::default(), &cm("w", "0")).await.unwrap();
+    let first = api
+        .create(&PostParams::default(), &cm("w", "0"))
+        .await
+        .unwrap();
     let old_rv = first.metadata.resource_version.clone().unwrap();
     // Enough writes for automatic compaction (which keeps 1000 revisions) to pass old_rv.
     let mut tasks = Vec::new();
@@ -108,22 +133,37 @@ async fn a_watch_from_a_compacted_revision_gets_410_gone() {
         let api = api.clone();
         tasks.push(tokio::spawn(async move {
             let name = format!("w{t}");
-            let mut cur = api.create(&PostParams::default(), &cm(&name, "0")).await.unwrap();
+            let mut cur = api
+                .create(&PostParams::default(), &cm(&name, "0"))
+                .await
+                .unwrap();
             for i in 0..110 {
                 cur.data = Some([("v".to_string(), i.to_string())].into());
-                cur = api.replace(&name, &PostParams::default(), &cur).await.unwrap();
+                cur = api
+                    .replace(&name, &PostParams::default(), &cur)
+                    .await
+                    .unwrap();
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let mut w = api.watch(&WatchParams::default(), &old_rv).await.unwrap().boxed();
+    let mut w = api
+        .watch(&WatchParams::default(), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
     match w.next().await {
         Some(Ok(WatchEvent::Error(e))) => {
             assert_eq!(e.code, 410);
             assert_eq!(e.reason, "Expired");
-            assert!(e.message.starts_with(&format!("too old resource version: {}", old_rv)), "{}", e.message);
+            assert!(
+                e.message
+                    .starts_with(&format!("too old resource version: {}", old_rv)),
+                "{}",
+                e.message
+            );
         }
         other => panic!("watch from a compacted revision answered {other:?}"),
     }

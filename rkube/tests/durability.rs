@@ -2,8 +2,8 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use support::{raw, try_raw, Cluster};
 
@@ -56,8 +56,18 @@ async fn acknowledged_creates_survive_kill_9() {
     c.restart();
     let client = c.client();
     for (name, created) in &acked {
-        let (code, got) = raw(&client, "GET", &format!("/api/v1/namespaces/default/configmaps/{name}"), None, vec![]).await;
+        let (code, got) = raw(
+            &client,
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps/{name}"),
+            None,
+            vec![],
+        )
+        .await;
         assert_eq!(code, 200, "acknowledged {name} is gone after kill -9");
-        assert_eq!(&got, created, "{name} differs from what its create answered");
+        assert_eq!(
+            &got, created,
+            "{name} differs from what its create answered"
+        );
     }
 }

@@ -68,51 +68,134 @@ fn scenario(c: &Cluster, k: &Path) {
 
     // api-resources lists the core kinds with their short names.
     let out = ok(&run(&["api-resources"]), "api-resources");
-    assert!(header(&out).starts_with(&["NAME".into(), "SHORTNAMES".into(), "APIVERSION".into()]), "{out}");
-    for line in ["pods", "replicationcontrollers", "services", "namespaces", "leases"] {
-        assert!(out.lines().any(|l| l.starts_with(line)), "api-resources lacks {line}:\n{out}");
+    assert!(
+        header(&out).starts_with(&["NAME".into(), "SHORTNAMES".into(), "APIVERSION".into()]),
+        "{out}"
+    );
+    for line in [
+        "pods",
+        "replicationcontrollers",
+        "services",
+        "namespaces",
+        "leases",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(line)),
+            "api-resources lacks {line}:\n{out}"
+        );
     }
-    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["pods", "po", "v1", "true", "Pod"]), "{out}");
+    assert!(
+        out.lines().any(
+            |l| l.split_whitespace().collect::<Vec<_>>() == ["pods", "po", "v1", "true", "Pod"]
+        ),
+        "{out}"
+    );
 
     // create namespace, as kubectl's generator sends it.
     let out = ok(&run(&["create", "namespace", ns]), "create namespace");
     assert_eq!(out.trim(), format!("namespace/{ns} created"));
     let out = ok(&run(&["get", "ns", ns]), "get ns");
     assert_eq!(header(&out), ["NAME", "STATUS", "AGE"]);
-    assert_eq!(out.lines().nth(1).unwrap().split_whitespace().take(2).collect::<Vec<_>>(), [ns, "Active"], "{out}");
+    assert_eq!(
+        out.lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>(),
+        [ns, "Active"],
+        "{out}"
+    );
 
     // create -f, then get as a table.
     let f = write(dir, &format!("pod{m}.yaml"), &pod_yaml(ns, "nginx:1.25"));
     let out = ok(&run(&["create", "-f", &f]), "create -f");
     assert_eq!(out.trim(), "pod/web created");
     let out = fails(&run(&["create", "-f", &f]), "create twice");
-    assert_eq!(out.trim(), "Error from server (AlreadyExists): error when creating \"".to_string() + &f + "\": pods \"web\" already exists");
+    assert_eq!(
+        out.trim(),
+        "Error from server (AlreadyExists): error when creating \"".to_string()
+            + &f
+            + "\": pods \"web\" already exists"
+    );
     let out = ok(&run(&["get", "pods", "-n", ns]), "get pods");
     assert_eq!(header(&out), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["web", "0/1", "Pending", "0"], "{out}");
-    let out = ok(&run(&["get", "pods", "-n", ns, "-o", "wide"]), "get -o wide");
-    assert_eq!(header(&out), ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
+    let out = ok(
+        &run(&["get", "pods", "-n", ns, "-o", "wide"]),
+        "get -o wide",
+    );
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED NODE",
+            "READINESS GATES"
+        ]
+    );
     let out = ok(&run(&["get", "pods", "-A"]), "get -A");
     assert_eq!(header(&out)[0], "NAMESPACE");
-    assert!(out.lines().any(|l| l.starts_with(&format!("{ns} ")) && l.contains("web")), "{out}");
-    let out = ok(&run(&["get", "pods", "-n", ns, "--show-labels"]), "--show-labels");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("{ns} ")) && l.contains("web")),
+        "{out}"
+    );
+    let out = ok(
+        &run(&["get", "pods", "-n", ns, "--show-labels"]),
+        "--show-labels",
+    );
     assert_eq!(header(&out).last().unwrap(), "LABELS");
     assert!(out.contains("app=web,tier=front"), "{out}");
     let out = ok(&run(&["get", "pods", "-n", ns, "-L", "tier"]), "-L");
     assert_eq!(header(&out).last().unwrap(), "TIER");
-    assert!(out.lines().nth(1).unwrap().trim_end().ends_with("front"), "{out}");
-    let out = ok(&run(&["get", "pod", "web", "-n", ns, "-o", "jsonpath={.metadata.name}/{.spec.containers[0].image}/{.spec.restartPolicy}"]), "jsonpath");
+    assert!(
+        out.lines().nth(1).unwrap().trim_end().ends_with("front"),
+        "{out}"
+    );
+    let out = ok(
+        &run(&[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.metadata.name}/{.spec.containers[0].image}/{.spec.restartPolicy}",
+        ]),
+        "jsonpath",
+    );
     assert_eq!(out, "web/nginx:1.25/Always");
-    let out = ok(&run(&["get", "pod", "web", "-n", ns, "-o", "name"]), "-o name");
+    let out = ok(
+        &run(&["get", "pod", "web", "-n", ns, "-o", "name"]),
+        "-o name",
+    );
     assert_eq!(out.trim(), "pod/web");
-    let out = ok(&run(&["get", "pod", "web", "-n", ns, "-o", "json"]), "-o json");
+    let out = ok(
+        &run(&["get", "pod", "web", "-n", ns, "-o", "json"]),
+        "-o json",
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["kind"], "Pod");
     assert!(v["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
-    assert_eq!(v["spec"]["containers"][0]["terminationMessagePath"], "/dev/termination-log");
-    let out = ok(&run(&["get", "pod", "web", "-n", ns, "-o", "yaml"]), "-o yaml");
-    assert!(out.starts_with("apiVersion: v1\nkind: Pod\nmetadata:\n"), "{out}");
+    assert_eq!(
+        v["spec"]["containers"][0]["terminationMessagePath"],
+        "/dev/termination-log"
+    );
+    let out = ok(
+        &run(&["get", "pod", "web", "-n", ns, "-o", "yaml"]),
+        "-o yaml",
+    );
+    assert!(
+        out.starts_with("apiVersion: v1\nkind: Pod\nmetadata:\n"),
+        "{out}"
+    );
 
     // apply: unchanged, then changed.
     let out = ok(&run(&["apply", "-f", &f]), "apply over create");
@@ -122,84 +205,358 @@ fn scenario(c: &Cluster, k: &Path) {
     let f2 = write(dir, &format!("pod{m}b.yaml"), &pod_yaml(ns, "nginx:1.26"));
     let out = ok(&run(&["apply", "-f", &f2]), "apply changed");
     assert_eq!(out.trim(), "pod/web configured");
-    let out = ok(&run(&["get", "pod", "web", "-n", ns, "-o", "jsonpath={.spec.containers[0].image}"]), "image");
+    let out = ok(
+        &run(&[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.containers[0].image}",
+        ]),
+        "image",
+    );
     assert_eq!(out, "nginx:1.26");
 
     // label and annotate, removal, and a stale --resource-version.
-    assert_eq!(ok(&run(&["label", "pod", "web", "-n", ns, "color=blue"]), "label").trim(), "pod/web labeled");
-    assert_eq!(ok(&run(&["label", "pod", "web", "-n", ns, "color-"]), "unlabel").trim(), "pod/web unlabeled");
-    assert_eq!(ok(&run(&["annotate", "pod", "web", "-n", ns, "note=hi"]), "annotate").trim(), "pod/web annotated");
-    let out = fails(&run(&["label", "pod", "web", "-n", ns, "x=y", "--resource-version=1"]), "stale label");
-    assert!(out.contains("Error from server (Conflict)") && out.contains("the object has been modified"), "{out}");
+    assert_eq!(
+        ok(
+            &run(&["label", "pod", "web", "-n", ns, "color=blue"]),
+            "label"
+        )
+        .trim(),
+        "pod/web labeled"
+    );
+    assert_eq!(
+        ok(
+            &run(&["label", "pod", "web", "-n", ns, "color-"]),
+            "unlabel"
+        )
+        .trim(),
+        "pod/web unlabeled"
+    );
+    // kubectl 1.27 itself prints "annotate" (its own wording, whatever the server).
+    let annotated = if m == 27 {
+        "pod/web annotate"
+    } else {
+        "pod/web annotated"
+    };
+    assert_eq!(
+        ok(
+            &run(&["annotate", "pod", "web", "-n", ns, "note=hi"]),
+            "annotate"
+        )
+        .trim(),
+        annotated
+    );
+    let out = fails(
+        &run(&[
+            "label",
+            "pod",
+            "web",
+            "-n",
+            ns,
+            "x=y",
+            "--resource-version=1",
+        ]),
+        "stale label",
+    );
+    assert!(
+        out.contains("Error from server (Conflict)")
+            && out.contains("the object has been modified"),
+        "{out}"
+    );
 
     // patch, all three types.
-    let out = ok(&run(&["patch", "pod", "web", "-n", ns, "-p", r#"{"metadata":{"labels":{"p":"s"}}}"#]), "strategic patch");
+    let out = ok(
+        &run(&[
+            "patch",
+            "pod",
+            "web",
+            "-n",
+            ns,
+            "-p",
+            r#"{"metadata":{"labels":{"p":"s"}}}"#,
+        ]),
+        "strategic patch",
+    );
     assert_eq!(out.trim(), "pod/web patched");
-    let out = ok(&run(&["patch", "pod", "web", "-n", ns, "--type", "merge", "-p", r#"{"metadata":{"labels":{"p":"m"}}}"#]), "merge patch");
+    let out = ok(
+        &run(&[
+            "patch",
+            "pod",
+            "web",
+            "-n",
+            ns,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"labels":{"p":"m"}}}"#,
+        ]),
+        "merge patch",
+    );
     assert_eq!(out.trim(), "pod/web patched");
-    let out = ok(&run(&["patch", "pod", "web", "-n", ns, "--type", "json", "-p", r#"[{"op":"replace","path":"/metadata/labels/p","value":"j"}]"#]), "json patch");
+    let out = ok(
+        &run(&[
+            "patch",
+            "pod",
+            "web",
+            "-n",
+            ns,
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"replace","path":"/metadata/labels/p","value":"j"}]"#,
+        ]),
+        "json patch",
+    );
     assert_eq!(out.trim(), "pod/web patched");
-    let out = ok(&run(&["get", "pod", "web", "-n", ns, "-o", "jsonpath={.metadata.labels.p}"]), "patched label");
+    let out = ok(
+        &run(&[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.metadata.labels.p}",
+        ]),
+        "patched label",
+    );
     assert_eq!(out, "j");
-    let out = ok(&run(&["patch", "pod", "web", "-n", ns, "--type", "merge", "-p", r#"{"metadata":{"labels":{"p":"j"}}}"#]), "no-op patch");
+    let out = ok(
+        &run(&[
+            "patch",
+            "pod",
+            "web",
+            "-n",
+            ns,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"labels":{"p":"j"}}}"#,
+        ]),
+        "no-op patch",
+    );
     assert_eq!(out.trim(), "pod/web patched (no change)");
 
     // edit through a sed script as the editor.
-    let editor = write(dir, &format!("edit{m}.sh"), "#!/bin/sh\nsed -i 's/tier: front/tier: back/' \"$1\"\n");
+    let editor = write(
+        dir,
+        &format!("edit{m}.sh"),
+        "#!/bin/sh\nsed -i 's/tier: front/tier: back/' \"$1\"\n",
+    );
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = c.kubectl_env(k, &["edit", "pod", "web", "-n", ns], &[("KUBE_EDITOR", &editor)]);
+    let out = c.kubectl_env(
+        k,
+        &["edit", "pod", "web", "-n", ns],
+        &[("KUBE_EDITOR", &editor)],
+    );
     assert_eq!(ok(&out, "edit").trim(), "pod/web edited");
-    let out = ok(&run(&["get", "pod", "web", "-n", ns, "-o", "jsonpath={.metadata.labels.tier}"]), "edited label");
+    let out = ok(
+        &run(&[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.metadata.labels.tier}",
+        ]),
+        "edited label",
+    );
     assert_eq!(out, "back");
 
     // replication controllers: create, scale, expose, describe.
     let f = write(dir, &format!("rc{m}.yaml"), &rc_yaml(ns));
-    assert_eq!(ok(&run(&["apply", "-f", &f]), "apply rc").trim(), "replicationcontroller/frontend created");
+    assert_eq!(
+        ok(&run(&["apply", "-f", &f]), "apply rc").trim(),
+        "replicationcontroller/frontend created"
+    );
     let out = ok(&run(&["get", "rc", "-n", ns, "-o", "wide"]), "get rc");
-    assert_eq!(header(&out), ["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]);
-    assert_eq!(ok(&run(&["scale", "rc", "frontend", "-n", ns, "--replicas=3"]), "scale").trim(), "replicationcontroller/frontend scaled");
-    let out = ok(&run(&["get", "rc", "frontend", "-n", ns, "-o", "jsonpath={.spec.replicas}"]), "replicas");
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(
+        ok(
+            &run(&["scale", "rc", "frontend", "-n", ns, "--replicas=3"]),
+            "scale"
+        )
+        .trim(),
+        "replicationcontroller/frontend scaled"
+    );
+    let out = ok(
+        &run(&[
+            "get",
+            "rc",
+            "frontend",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]),
+        "replicas",
+    );
     assert_eq!(out, "3");
-    assert_eq!(ok(&run(&["scale", "rc", "frontend", "-n", ns, "--current-replicas=3", "--replicas=1"]), "scale --current-replicas").trim(), "replicationcontroller/frontend scaled");
-    assert_eq!(ok(&run(&["expose", "rc", "frontend", "-n", ns, "--port=80", "--type=NodePort"]), "expose").trim(), "service/frontend exposed");
+    assert_eq!(
+        ok(
+            &run(&[
+                "scale",
+                "rc",
+                "frontend",
+                "-n",
+                ns,
+                "--current-replicas=3",
+                "--replicas=1"
+            ]),
+            "scale --current-replicas"
+        )
+        .trim(),
+        "replicationcontroller/frontend scaled"
+    );
+    assert_eq!(
+        ok(
+            &run(&[
+                "expose",
+                "rc",
+                "frontend",
+                "-n",
+                ns,
+                "--port=80",
+                "--type=NodePort"
+            ]),
+            "expose"
+        )
+        .trim(),
+        "service/frontend exposed"
+    );
     let out = ok(&run(&["get", "svc", "frontend", "-n", ns]), "get svc");
-    assert_eq!(header(&out), ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
+    );
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row[1], "NodePort");
     assert!(row[2].starts_with("10.43."), "{out}");
-    assert!(row[4].starts_with("80:3") && row[4].ends_with("/TCP"), "{out}");
+    assert!(
+        row[4].starts_with("80:3") && row[4].ends_with("/TCP"),
+        "{out}"
+    );
     for (kind, name) in [("pod", "web"), ("rc", "frontend"), ("svc", "frontend")] {
         let out = ok(&run(&["describe", kind, name, "-n", ns]), "describe");
         assert!(out.starts_with(&format!("Name:")), "{out}");
-        assert!(out.contains(&format!("Namespace:    ")) || out.contains("Namespace:"), "{out}");
+        assert!(
+            out.contains(&format!("Namespace:    ")) || out.contains("Namespace:"),
+            "{out}"
+        );
     }
     let out = ok(&run(&["describe", "ns", ns]), "describe ns");
     assert!(out.contains("Status:       Active"), "{out}");
 
     // configmaps and secrets from kubectl's generators.
-    assert_eq!(ok(&run(&["create", "configmap", "cfg", "-n", ns, "--from-literal=a=b"]), "create cm").trim(), "configmap/cfg created");
-    assert_eq!(ok(&run(&["create", "secret", "generic", "sec", "-n", ns, "--from-literal=p=q"]), "create secret").trim(), "secret/sec created");
+    assert_eq!(
+        ok(
+            &run(&["create", "configmap", "cfg", "-n", ns, "--from-literal=a=b"]),
+            "create cm"
+        )
+        .trim(),
+        "configmap/cfg created"
+    );
+    assert_eq!(
+        ok(
+            &run(&[
+                "create",
+                "secret",
+                "generic",
+                "sec",
+                "-n",
+                ns,
+                "--from-literal=p=q"
+            ]),
+            "create secret"
+        )
+        .trim(),
+        "secret/sec created"
+    );
     let out = ok(&run(&["get", "cm,secret", "-n", ns]), "get cm,secret");
-    assert!(out.contains("configmap/cfg") && out.contains("secret/sec"), "{out}");
-    let out = ok(&run(&["get", "secret", "sec", "-n", ns, "-o", "jsonpath={.data.p}"]), "secret data");
+    assert!(
+        out.contains("configmap/cfg") && out.contains("secret/sec"),
+        "{out}"
+    );
+    let out = ok(
+        &run(&["get", "secret", "sec", "-n", ns, "-o", "jsonpath={.data.p}"]),
+        "secret data",
+    );
     assert_eq!(out, "cQ==");
 
-    // --sort-by and events.
-    let out = ok(&run(&["get", "all", "-n", ns, "--sort-by=.metadata.name"]), "get all");
-    assert!(out.contains("pod/web") && out.contains("replicationcontroller/frontend") && out.contains("service/frontend"), "{out}");
+    // get all (the "all" category), and --sort-by on one kind (kubectl cannot sort
+    // several kinds at once, upstream neither: kubernetes/kubernetes#104318).
+    let out = ok(&run(&["get", "all", "-n", ns]), "get all");
+    assert!(
+        out.contains("pod/web")
+            && out.contains("replicationcontroller/frontend")
+            && out.contains("service/frontend"),
+        "{out}"
+    );
+    let out = ok(
+        &run(&["get", "svc", "-A", "--sort-by=.metadata.name", "-o", "name"]),
+        "--sort-by",
+    );
+    let names: Vec<&str> = out.lines().collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert!(names.len() >= 2 && names == sorted, "{out}");
+    let out = ok(
+        &run(&["get", "svc", "-A", "--sort-by=.metadata.creationTimestamp"]),
+        "--sort-by table",
+    );
+    assert_eq!(header(&out)[0], "NAMESPACE");
     ok(&run(&["get", "events", "-n", ns]), "get events");
 
     // explain.
     let out = ok(&run(&["explain", "pods"]), "explain pods");
-    assert!(out.contains("KIND:") && out.contains("Pod") && out.contains("VERSION:"), "{out}");
-    let out = ok(&run(&["explain", "pods.spec.containers"]), "explain containers");
+    assert!(
+        out.contains("KIND:") && out.contains("Pod") && out.contains("VERSION:"),
+        "{out}"
+    );
+    let out = ok(
+        &run(&["explain", "pods.spec.containers"]),
+        "explain containers",
+    );
     assert!(out.contains("FIELD: containers <[]Container>"), "{out}");
 
     // delete and wait.
-    assert_eq!(ok(&run(&["delete", "pod", "web", "-n", ns]), "delete pod").trim(), "pod \"web\" deleted");
-    ok(&run(&["wait", "--for=delete", "pod/web", "-n", ns, "--timeout=10s"]), "wait --for=delete");
+    assert_eq!(
+        ok(&run(&["delete", "pod", "web", "-n", ns]), "delete pod").trim(),
+        "pod \"web\" deleted"
+    );
+    ok(
+        &run(&["wait", "--for=delete", "pod/web", "-n", ns, "--timeout=10s"]),
+        "wait --for=delete",
+    );
     let out = fails(&run(&["get", "pod", "web", "-n", ns]), "get deleted");
-    assert_eq!(out.trim(), "Error from server (NotFound): pods \"web\" not found");
+    assert_eq!(
+        out.trim(),
+        "Error from server (NotFound): pods \"web\" not found"
+    );
 }
 
 #[test]

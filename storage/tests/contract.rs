@@ -33,8 +33,11 @@ impl Sqlite {
 impl Backend for Sqlite {
     fn open(&self) -> Arc<dyn Store> {
         Arc::new(
-            storage::sqlite::SqliteStore::open(&self.dir.path().join("state.db"), self.opts.clone())
-                .unwrap(),
+            storage::sqlite::SqliteStore::open(
+                &self.dir.path().join("state.db"),
+                self.opts.clone(),
+            )
+            .unwrap(),
         )
     }
 }
@@ -56,7 +59,10 @@ async fn crud(s: Arc<dyn Store>) {
     );
     let got = s.get("/r/a").await.unwrap().unwrap();
     assert_eq!(got, a);
-    let b = s.update("/r/a", b"2".to_vec(), a.mod_revision).await.unwrap();
+    let b = s
+        .update("/r/a", b"2".to_vec(), a.mod_revision)
+        .await
+        .unwrap();
     assert_eq!(b.mod_revision, a.mod_revision + 1);
     assert_eq!(b.create_revision, a.create_revision);
     match s.update("/r/a", b"3".to_vec(), a.mod_revision).await {
@@ -74,7 +80,10 @@ async fn crud(s: Arc<dyn Store>) {
     let d = s.delete("/r/a", b.mod_revision).await.unwrap();
     assert_eq!(d.value, b"2");
     assert!(s.get("/r/a").await.unwrap().is_none());
-    assert!(matches!(s.delete("/r/a", 0).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.delete("/r/a", 0).await,
+        Err(StoreError::NotFound(_))
+    ));
     // A deleted key can be created again, as a new incarnation.
     let again = s.create("/r/a", b"4".to_vec()).await.unwrap();
     assert!(again.create_revision > d.mod_revision);
@@ -134,7 +143,10 @@ async fn watch_sees_every_change_in_order(s: Arc<dyn Store>) {
     let mut w = s.watch("/w/", start).await.unwrap();
     let a = s.create("/w/a", b"1".to_vec()).await.unwrap();
     s.create("/x/ignored", b"1".to_vec()).await.unwrap();
-    let a2 = s.update("/w/a", b"2".to_vec(), a.mod_revision).await.unwrap();
+    let a2 = s
+        .update("/w/a", b"2".to_vec(), a.mod_revision)
+        .await
+        .unwrap();
     let d = s.delete("/w/a", a2.mod_revision).await.unwrap();
     let evs: Vec<_> = (&mut w).take(3).collect().await;
     let evs: Vec<_> = evs.into_iter().map(Result::unwrap).collect();
@@ -160,7 +172,12 @@ async fn concurrent_writers_get_distinct_revisions(s: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut revs = Vec::new();
             for j in 0..20 {
-                revs.push(s.create(&format!("/c/{i}-{j}"), vec![0; 256]).await.unwrap().mod_revision);
+                revs.push(
+                    s.create(&format!("/c/{i}-{j}"), vec![0; 256])
+                        .await
+                        .unwrap()
+                        .mod_revision,
+                );
             }
             revs
         }));
@@ -235,7 +252,9 @@ macro_rules! contract {
                 let s = b.open();
                 let start = s.current_revision().await.unwrap();
                 let a = s.create("/r/a", b"1".to_vec()).await.unwrap();
-                s.update("/r/a", b"2".to_vec(), a.mod_revision).await.unwrap();
+                s.update("/r/a", b"2".to_vec(), a.mod_revision)
+                    .await
+                    .unwrap();
                 drop(s);
                 let s = b.open();
                 assert_eq!(s.get("/r/a").await.unwrap().unwrap().value, b"2");
@@ -262,21 +281,34 @@ async fn sqlite_auto_compaction_bounds_history() {
     let s = b.open();
     let mut revs = Vec::new();
     for i in 0..20 {
-        revs.push(s.create(&format!("/h/{i}"), vec![0; 512]).await.unwrap().mod_revision);
+        revs.push(
+            s.create(&format!("/h/{i}"), vec![0; 512])
+                .await
+                .unwrap()
+                .mod_revision,
+        );
     }
     for round in 0..50 {
         for (i, rev) in revs.iter_mut().enumerate() {
-            *rev = s.update(&format!("/h/{i}"), vec![round; 512], *rev).await.unwrap().mod_revision;
+            *rev = s
+                .update(&format!("/h/{i}"), vec![round; 512], *rev)
+                .await
+                .unwrap()
+                .mod_revision;
         }
     }
     let current = s.current_revision().await.unwrap();
     let compacted = s.compacted_revision().await.unwrap();
-    assert!(current - compacted <= 150, "history not compacted: {compacted}..{current}");
+    assert!(
+        current - compacted <= 150,
+        "history not compacted: {compacted}..{current}"
+    );
     let conn = rusqlite_count(&b.dir.path().join("state.db"));
     assert!(conn <= 20 + 150, "{conn} rows kept for 20 live keys");
 }
 
 fn rusqlite_count(path: &std::path::Path) -> i64 {
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0)).unwrap()
+    conn.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))
+        .unwrap()
 }

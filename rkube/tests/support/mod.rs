@@ -32,10 +32,17 @@ pub fn kubectls() -> Vec<PathBuf> {
     out.sort_by_key(|p| minor(p));
     // For a quicker local loop: RKUBE_KUBECTL_MINORS=32,33 runs only those.
     if let Ok(only) = std::env::var("RKUBE_KUBECTL_MINORS") {
-        let keep: Vec<u32> = only.split(',').filter_map(|m| m.trim().parse().ok()).collect();
+        let keep: Vec<u32> = only
+            .split(',')
+            .filter_map(|m| m.trim().parse().ok())
+            .collect();
         out.retain(|p| keep.contains(&minor(p)));
     }
-    assert!(!out.is_empty(), "no kubectl.1.NN binaries beside {}", real.display());
+    assert!(
+        !out.is_empty(),
+        "no kubectl.1.NN binaries beside {}",
+        real.display()
+    );
     out
 }
 
@@ -106,7 +113,10 @@ impl Cluster {
         let fut = kube::Config::from_custom_kubeconfig(kc, &opts);
         match rt {
             Ok(h) => tokio::task::block_in_place(|| h.block_on(fut)).expect("config"),
-            Err(_) => tokio::runtime::Runtime::new().unwrap().block_on(fut).expect("config"),
+            Err(_) => tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(fut)
+                .expect("config"),
         }
     }
 
@@ -136,7 +146,11 @@ fn spawn(dir: &Path, kubeconfig: &Path, log: &Path, extra: &[&str]) -> (Child, S
     let log = log.to_path_buf();
     std::thread::spawn(move || {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log).ok();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .ok();
         let mut url = None;
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
@@ -190,7 +204,10 @@ pub fn ok(out: &Output, what: &str) -> String {
 /// stderr of a failed command; panics if it succeeded.
 pub fn fails(out: &Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{what} should have failed, printed:\n{stdout}");
+    assert!(
+        !out.status.success(),
+        "{what} should have failed, printed:\n{stdout}"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -237,11 +254,18 @@ pub async fn try_raw(
     let req = req.body(kube::client::Body::from(body)).expect("request");
     let resp = client.send(req).await.map_err(|e| e.to_string())?;
     let code = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
     Ok((code, bytes))
 }
 
 /// The JSON of a raw answer.
 pub fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
