@@ -894,6 +894,17 @@ fn go_float(f: f64) -> String {
     }
 }
 
+/// The patch tags of the schema: (Go type, JSON field, patchStrategy, patchMergeKey) for each
+/// field that has a strategy; OpenAPI publishes them as `x-kubernetes-patch-*`.
+pub fn patch_tags() -> impl Iterator<Item = (&'static str, &'static str, &'static str, &'static str)>
+{
+    SCHEMA
+        .iter()
+        .chain(EXTRA.iter())
+        .filter(|e| !e.3.is_empty())
+        .map(|&(ty, field, _, strategy, key)| (ty, field, strategy, key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1305,15 +1316,4 @@ mod tests {
         );
         assert_eq!(go_fmt(&v, true), "map[a:map[z:s] b:[%!s(float64=1.5) <nil> %!s(float64=1e+06) %!s(float64=123456) %!s(float64=1e-05) %!s(bool=true)]]");
     }
-}
-
-/// The patch tags of the schema: (Go type, JSON field, patchStrategy, patchMergeKey) for each
-/// field that has a strategy; OpenAPI publishes them as `x-kubernetes-patch-*`.
-pub fn patch_tags() -> impl Iterator<Item = (&'static str, &'static str, &'static str, &'static str)>
-{
-    SCHEMA
-        .iter()
-        .chain(EXTRA.iter())
-        .filter(|e| !e.3.is_empty())
-        .map(|&(ty, field, _, strategy, key)| (ty, field, strategy, key))
 }

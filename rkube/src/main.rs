@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane (API server, controllers) and, unless disabled, the agent.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Join an existing server as a node.
     Agent(AgentArgs),
 }
@@ -201,7 +201,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Server(args) => rt.block_on(server(args)),
+        Command::Server(args) => rt.block_on(server(*args)),
         Command::Agent(args) => bail!(
             "rkube agent is not available yet (asked to join {} with a token of {} characters): \
              run `rkube server` on this machine instead",

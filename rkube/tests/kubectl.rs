@@ -462,11 +462,20 @@ fn scenario(c: &Cluster, k: &Path) {
     );
     for (kind, name) in [("pod", "web"), ("rc", "frontend"), ("svc", "frontend")] {
         let out = ok(&run(&["describe", kind, name, "-n", ns]), "describe");
-        assert!(out.starts_with(&format!("Name:")), "{out}");
-        assert!(
-            out.contains(&format!("Namespace:    ")) || out.contains("Namespace:"),
-            "{out}"
-        );
+        let first: Vec<&str> = out
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(first, ["Name:", name], "{out}");
+        let second: Vec<&str> = out
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(second, ["Namespace:", ns], "{out}");
     }
     let out = ok(&run(&["describe", "ns", ns]), "describe ns");
     assert!(out.contains("Status:       Active"), "{out}");
