@@ -178,9 +178,9 @@ async fn bad_input_is_a_4xx_status_and_stores_nothing() {
             CMS,
             "application/vnd.kubernetes.protobuf",
             vec![1, 2, 3],
-            415,
-            "UnsupportedMediaType",
-            "",
+            400,
+            "BadRequest",
+            "the body is not a Kubernetes protobuf envelope",
         ),
         Case {
             what: "name in body differs from URL",
