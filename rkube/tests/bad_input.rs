@@ -278,7 +278,7 @@ async fn bad_input_is_a_4xx_status_and_stores_nothing() {
         if !c.message.is_empty() {
             assert_eq!(status["message"], c.message, "{}", c.what);
         }
-        if c.code == 422 {
+        if c.code == 422 && c.what.starts_with("invalid ") {
             assert!(
                 !status["details"]["causes"].as_array().unwrap().is_empty(),
                 "{}: {status}",
