@@ -17,7 +17,7 @@ use crate::object::{self, meta_mut};
 use crate::request::{self, Accept, Query, Target};
 use crate::resources::Resource;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::{admission, table, App};
+use crate::{admission, managed, table, App};
 
 pub fn json_response(code: StatusCode, v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
@@ -27,6 +27,25 @@ pub fn json_response(code: StatusCode, v: &Value) -> Response {
         http::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// Query keys the server sets for itself (never sent by clients: they hold a NUL).
+pub const MANAGER: &str = "\0manager";
+pub const APPLIED: &str = "\0applied";
+
+fn writer<'a>(
+    t: &'a Target,
+    q: &'a Query,
+    sub: Option<&'a str>,
+    api_version: &'a str,
+) -> managed::Writer<'a> {
+    managed::Writer {
+        manager: q.get(MANAGER).unwrap_or("unknown"),
+        api_version,
+        sub,
+        kind: t.res.kind,
+        has_status: t.res.has_status,
+    }
 }
 
 fn err_target<'a>(t: &'a Target, name: &'a str) -> ErrTarget<'a> {
@@ -108,6 +127,18 @@ impl App {
             }
         }
         let accept = request::accept(headers)?;
+        let mut q = q;
+        let manager = match q.get("fieldManager") {
+            Some(m) if !m.is_empty() => m.to_string(),
+            _ => headers
+                .get(http::header::USER_AGENT)
+                .and_then(|u| u.to_str().ok())
+                .and_then(|u| u.split('/').next())
+                .filter(|u| !u.is_empty())
+                .unwrap_or("unknown")
+                .to_string(),
+        };
+        q.set(MANAGER, &manager);
         match (&t.name, t.sub.as_deref()) {
             (None, _) => match *method {
                 Method::GET if t.watch_path || q.flag("watch") => self.watch(&t, &q, accept).await,
@@ -587,6 +618,14 @@ impl App {
         admission::prepare_create(t.res, &mut obj, ns.as_deref());
         admission::admit_create(self, t.res, &mut obj).await?;
         admission::validate(t.res, &obj, None)?;
+        let av = t.res.api_version();
+        match q.get(APPLIED) {
+            Some(applied) => {
+                let applied: Value = serde_json::from_str(applied).unwrap_or_default();
+                managed::apply_create(&writer(t, q, None, &av), &mut obj, &applied);
+            }
+            None => managed::track_update(&writer(t, q, None, &av), None, &mut obj),
+        }
         let dry_run = q.get("dryRun") == Some("All");
         if dry_run {
             return Ok(with_warnings(
@@ -686,6 +725,15 @@ impl App {
         let mut obj = admission::prepare_update(t.res, sub, &old, new)?;
         admission::admit_update(self, t.res, &old, &mut obj).await?;
         admission::validate(t.res, &obj, Some(&old))?;
+        if q.get(APPLIED).is_none() {
+            let av = t.res.api_version();
+            let tracked_sub = sub.filter(|s| *s == "status");
+            // Ownership is recorded on the object; a client cannot rewrite it by sending it.
+            if let Some(mf) = old["metadata"].get("managedFields") {
+                meta_mut(&mut obj).insert("managedFields".into(), mf.clone());
+            }
+            managed::track_update(&writer(t, q, tracked_sub, &av), Some(&old), &mut obj);
+        }
         let reply = |obj: &Value| -> Value {
             if sub == Some("scale") {
                 admission::to_scale(obj)
@@ -757,7 +805,26 @@ impl App {
                 Some("scale") => ("Scale", "autoscaling/v1".to_string()),
                 _ => (t.res.kind, t.res.api_version()),
             };
-            let patched = crate::patching::apply_patch(patch_kind, kind, &current, body, q)?;
+            let mut q2 = Query::default();
+            let patched = if patch_kind == crate::patching::PatchKind::Apply {
+                let applied = crate::patching::applied_config(body, q)?;
+                let (applied, _) = self.check_object(t, q, applied, kind, &av)?;
+                let force = q.flag("force");
+                let tracked_sub = sub.filter(|s| *s == "status");
+                let merged =
+                    managed::apply(&writer(t, q, tracked_sub, &av), &current, &applied, force)
+                        .map_err(|c| managed::conflict_error(&c))?;
+                for k in ["dryRun", "fieldValidation"] {
+                    if let Some(v) = q.get(k) {
+                        q2.set(k, v);
+                    }
+                }
+                q2.set(APPLIED, "1");
+                merged
+            } else {
+                crate::patching::apply_patch(patch_kind, kind, &current, body, q)?
+            };
+            let q = if q2.get(APPLIED).is_some() { &q2 } else { q };
             let (new, warnings) = self.check_object(t, q, patched, kind, &av)?;
             if object::name(&new) != name {
                 return Err(ApiError::bad_request(format!(

@@ -24,6 +24,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod managed;
 pub mod metrics;
 pub mod object;
 pub mod openapi;

@@ -894,6 +894,21 @@ fn go_float(f: f64) -> String {
     }
 }
 
+/// The schema type of a top-level kind, if the schema knows it.
+pub fn root_type(kind: &str) -> Option<&'static str> {
+    KINDS.iter().find(|k| **k == kind).copied()
+}
+
+/// Patch metadata of `field` in type `ty`: the field's (or its elements') type, the patch
+/// strategy (`merge` or empty) and the merge key.
+pub fn field_meta(
+    ty: Option<&'static str>,
+    field: &str,
+) -> (Option<&'static str>, &'static str, &'static str) {
+    let m = lookup(ty, field);
+    (m.ty, m.strategy, m.key)
+}
+
 /// The patch tags of the schema: (Go type, JSON field, patchStrategy, patchMergeKey) for each
 /// field that has a strategy; OpenAPI publishes them as `x-kubernetes-patch-*`.
 pub fn patch_tags() -> impl Iterator<Item = (&'static str, &'static str, &'static str, &'static str)>

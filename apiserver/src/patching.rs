@@ -5,7 +5,6 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::json_response;
 use crate::object;
 use crate::patch;
 use crate::request::{self, Query, Target};
@@ -103,6 +102,20 @@ pub fn apply_patch(
     }
 }
 
+/// The configuration of an apply request.
+pub fn applied_config(body: &Bytes, q: &Query) -> ApiResult<Value> {
+    let applied = request::decode_yaml(body)?;
+    if !applied.is_object() {
+        return Err(bad_patch("an apply configuration must be an object"));
+    }
+    if q.get("fieldManager").is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "PATCH, application/apply-patch+yaml requests must specify a fieldManager",
+        ));
+    }
+    Ok(applied)
+}
+
 /// Server-side apply of an object that does not exist yet: a create.
 pub async fn apply_create(
     app: &std::sync::Arc<App>,
@@ -111,10 +124,7 @@ pub async fn apply_create(
     q: &Query,
     body: &Bytes,
 ) -> ApiResult<Response> {
-    let mut applied = request::decode_yaml(body)?;
-    if !applied.is_object() {
-        return Err(bad_patch("an apply configuration must be an object"));
-    }
+    let mut applied = applied_config(body, q)?;
     if object::name(&applied) != name {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({}) does not match the name on the URL ({name})",
@@ -135,16 +145,16 @@ pub async fn apply_create(
         sub: None,
         watch_path: false,
     };
-    let resp = app
-        .create(
-            &target,
-            &Query::parse(Some(&query_string(q))),
-            &headers,
-            &bytes,
-        )
-        .await?;
-    let _ = json_response;
-    Ok(resp)
+    let mut q2 = Query::parse(Some(&query_string(q)));
+    q2.set(
+        crate::handlers::MANAGER,
+        q.get(crate::handlers::MANAGER).unwrap_or("unknown"),
+    );
+    q2.set(
+        crate::handlers::APPLIED,
+        &serde_json::to_string(&applied).unwrap_or_default(),
+    );
+    app.create(&target, &q2, &headers, &bytes).await
 }
 
 fn query_string(q: &Query) -> String {

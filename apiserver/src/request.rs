@@ -120,9 +120,17 @@ impl Query {
         let mut m = HashMap::new();
         for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            m.insert(decode(k), decode(v));
+            let k = decode(k);
+            // Keys starting with NUL are the server's own (see handlers::MANAGER).
+            if !k.starts_with('\0') {
+                m.insert(k, decode(v));
+            }
         }
         Query(m)
+    }
+
+    pub fn set(&mut self, k: &str, v: &str) {
+        self.0.insert(k.to_string(), v.to_string());
     }
 
     pub fn get(&self, k: &str) -> Option<&str> {

@@ -552,6 +552,120 @@ fn scenario(c: &Cluster, k: &Path) {
     );
     assert!(out.contains("FIELD: containers <[]Container>"), "{out}");
 
+    // server-side apply: a new object, a conflict with another manager, then forced.
+    let f = write(
+        dir,
+        &format!("ssa{m}.yaml"),
+        &pod_yaml(ns, "nginx:1.25").replace("name: web", "name: ssa"),
+    );
+    let out = ok(
+        &run(&["apply", "--server-side", "-f", &f]),
+        "apply --server-side",
+    );
+    assert_eq!(out.trim(), "pod/ssa serverside-applied");
+    ok(
+        &run(&["set", "image", "pod/ssa", "-n", ns, "c=nginx:1.27"]),
+        "set image (another manager)",
+    );
+    let out = fails(
+        &run(&["apply", "--server-side", "-f", &f]),
+        "conflicting apply",
+    );
+    assert!(
+        out.starts_with(
+            "error: Apply failed with 1 conflict: conflict with \"kubectl-set\" using v1: .spec.containers[name=\"c\"].image"
+        ),
+        "{out}"
+    );
+    let out = ok(
+        &run(&["apply", "--server-side", "--force-conflicts", "-f", &f]),
+        "forced apply",
+    );
+    assert_eq!(out.trim(), "pod/ssa serverside-applied");
+    let out = ok(
+        &run(&[
+            "get",
+            "pod",
+            "ssa",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.containers[0].image}",
+        ]),
+        "applied image",
+    );
+    assert_eq!(out, "nginx:1.25");
+
+    // get -w sees a later change.
+    let mut watch = std::process::Command::new(k)
+        .args(["get", "pods", "ssa", "-n", ns, "-w", "--no-headers"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = support::lines_of(watch.stdout.take().unwrap());
+    let first = lines
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("watch prints the pod");
+    assert!(first.starts_with("ssa "), "{first}");
+    ok(
+        &run(&["label", "pod", "ssa", "-n", ns, "seen=yes"]),
+        "label during watch",
+    );
+    let next = lines
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("watch prints the change");
+    assert!(next.starts_with("ssa "), "{next}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    // nodes and events, as describe and get print them.
+    let node = format!("node-k{m}");
+    let f = write(
+        dir,
+        &format!("node{m}.yaml"),
+        &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  labels:\n    node-role.kubernetes.io/control-plane: \"true\"\n"),
+    );
+    ok(&run(&["create", "-f", &f]), "create node");
+    let out = ok(&run(&["get", "node", &node]), "get node");
+    assert_eq!(header(&out), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..3],
+        [node.as_str(), "Unknown", "control-plane"],
+        "{out}"
+    );
+    let out = ok(&run(&["describe", "node", &node]), "describe node");
+    let first: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(first, ["Name:", node.as_str()], "{out}");
+    assert!(out.contains("Roles:              control-plane"), "{out}");
+    ok(&run(&["delete", "node", &node]), "delete node");
+    let f = write(
+        dir,
+        &format!("event{m}.yaml"),
+        &format!(
+            "apiVersion: v1\nkind: Event\nmetadata:\n  name: web.1\n  namespace: {ns}\ninvolvedObject:\n  kind: Pod\n  name: web\n  namespace: {ns}\n  apiVersion: v1\nreason: Testing\nmessage: hello from the test\ntype: Normal\ncount: 1\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\nsource:\n  component: e2e\n"
+        ),
+    );
+    ok(&run(&["create", "-f", &f]), "create event");
+    let out = ok(&run(&["get", "events", "-n", ns]), "get events");
+    assert_eq!(
+        header(&out),
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[1..],
+        ["Normal", "Testing", "pod/web", "hello", "from", "the", "test"],
+        "{out}"
+    );
+
     // delete and wait.
     assert_eq!(
         ok(&run(&["delete", "pod", "web", "-n", ns]), "delete pod").trim(),
@@ -566,6 +680,29 @@ fn scenario(c: &Cluster, k: &Path) {
         out.trim(),
         "Error from server (NotFound): pods \"web\" not found"
     );
+
+    // Deleting the namespace takes its contents with it.
+    let out = ok(&run(&["delete", "namespace", ns]), "delete namespace");
+    assert_eq!(out.trim(), format!("namespace \"{ns}\" deleted"));
+    let out = fails(&run(&["get", "namespace", ns]), "get deleted namespace");
+    assert_eq!(
+        out.trim(),
+        format!("Error from server (NotFound): namespaces \"{ns}\" not found")
+    );
+    for kind in [
+        "pods",
+        "replicationcontrollers",
+        "services",
+        "configmaps",
+        "secrets",
+        "events",
+    ] {
+        let out = ok(
+            &run(&["get", kind, "-n", ns, "-o", "name"]),
+            "get in deleted namespace",
+        );
+        assert_eq!(out, "", "{kind} left in {ns}");
+    }
 }
 
 #[test]
