@@ -314,7 +314,16 @@ fn strings(v: &Value) -> HashSet<String> {
 
 /// Validation of the object (and the update from `old`), as a 422 with one cause per field.
 pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
-    let errs = validation::validate(res.kind, obj, old, res.namespaced);
+    let errs = match &res.stored_as {
+        // Validated in the stored form (as upstream validates the internal version).
+        Some(s) => validation::validate(
+            s.kind,
+            &(s.to_storage)(obj.clone()),
+            old.map(|o| (s.to_storage)(o.clone())).as_ref(),
+            res.namespaced,
+        ),
+        None => validation::validate(res.kind, obj, old, res.namespaced),
+    };
     if errs.is_empty() {
         return Ok(());
     }

@@ -230,10 +230,7 @@ impl App {
     pub async fn get_object(&self, t: &Target, name: &str) -> ApiResult<(Value, i64)> {
         let key = t.res.key(t.namespace.as_deref(), name);
         match self.store.get(&key).await? {
-            Some(kv) => Ok((
-                object::decode_stored(&kv.value, kv.mod_revision),
-                kv.mod_revision,
-            )),
+            Some(kv) => Ok((t.res.decode(&kv.value, kv.mod_revision), kv.mod_revision)),
             None => Err(ApiError::not_found(err_target(t, name))),
         }
     }
@@ -311,7 +308,7 @@ impl App {
                         continue;
                     }
                 }
-                let obj = object::decode_stored(&kv.value, kv.mod_revision);
+                let obj = t.res.decode(&kv.value, kv.mod_revision);
                 if filter.matches(&obj) {
                     items.push(obj);
                 }
@@ -382,7 +379,7 @@ impl App {
                 })
                 .await?;
             for kv in page.items {
-                let obj = object::decode_stored(&kv.value, kv.mod_revision);
+                let obj = t.res.decode(&kv.value, kv.mod_revision);
                 if filter.matches(&obj)
                     && name_only.as_deref().is_none_or(|n| object::name(&obj) == n)
                 {
@@ -470,7 +467,7 @@ impl App {
                     None => return,
                 };
                 last_rv = ev.revision();
-                let new = object::decode_stored(&ev.kv.value, ev.kv.mod_revision);
+                let new = res.decode(&ev.kv.value, ev.kv.mod_revision);
                 if let Some(n) = &name_only {
                     if object::name(&new) != n {
                         continue;
@@ -479,7 +476,7 @@ impl App {
                 let old_matches = ev
                     .prev
                     .as_ref()
-                    .map(|p| filter.matches(&object::decode_stored(&p.value, p.mod_revision)))
+                    .map(|p| filter.matches(&res.decode(&p.value, p.mod_revision)))
                     .unwrap_or(false);
                 let out = match ev.kind {
                     EventKind::Delete if old_matches => Some(("DELETED", new)),
@@ -488,7 +485,7 @@ impl App {
                         (true, true) => Some(("MODIFIED", new)),
                         (false, true) => Some(("ADDED", new)),
                         (true, false) => {
-                            let mut old = object::decode_stored(
+                            let mut old = res.decode(
                                 &ev.prev.as_ref().expect("old matched").value,
                                 ev.kv.mod_revision,
                             );
@@ -636,7 +633,7 @@ impl App {
         let key = t.res.key(ns.as_deref(), &name);
         let kv = self
             .store
-            .create(&key, object::encode_stored(&obj))
+            .create(&key, t.res.encode(&obj))
             .await
             .map_err(|e| ApiError::from_store(e, err_target(t, &name)))?;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
@@ -745,8 +742,8 @@ impl App {
             return Ok(json_response(StatusCode::OK, &reply(&obj)));
         }
         let key = t.res.key(t.namespace.as_deref(), name);
-        let bytes = object::encode_stored(&obj);
-        if bytes == object::encode_stored(&old) {
+        let bytes = t.res.encode(&obj);
+        if bytes == t.res.encode(&old) {
             // Nothing changed: no write, the object keeps its resourceVersion.
             return Ok(json_response(StatusCode::OK, &reply(&old)));
         }
@@ -1020,7 +1017,7 @@ impl App {
                 }
                 let kv = self
                     .store
-                    .update(&key, object::encode_stored(&obj), rev)
+                    .update(&key, t.res.encode(&obj), rev)
                     .await
                     .map_err(|e| ApiError::from_store(e, err_target(t, name)))?;
                 meta_mut(&mut obj)
@@ -1074,7 +1071,7 @@ impl App {
         let dry_run = q.get("dryRun") == Some("All");
         let mut deleted = Vec::new();
         for kv in page.items {
-            let obj = object::decode_stored(&kv.value, kv.mod_revision);
+            let obj = t.res.decode(&kv.value, kv.mod_revision);
             if !filter.matches(&obj) {
                 continue;
             }

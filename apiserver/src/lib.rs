@@ -23,6 +23,7 @@ mod bootstrap;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod handlers;
 pub mod managed;
 pub mod metrics;

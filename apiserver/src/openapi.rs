@@ -53,6 +53,7 @@ fn schemas() -> Map<String, Value> {
         coordination::v1::Lease,
         discovery::v1::EndpointSlice,
         autoscaling::v1::Scale,
+        k8s_openapi::api::events::v1::Event,
         k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta,
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Status,
         k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions

@@ -32,6 +32,17 @@ pub struct Resource {
     pub generation: bool,
     /// Whether `/status` is a separate subresource (the main resource then ignores status).
     pub has_status: bool,
+    /// For a resource stored as another (events.k8s.io Events as core Events): the stored
+    /// resource's plural and the conversions to and from it.
+    pub stored_as: Option<StoredAs>,
+}
+
+/// How a resource maps onto the storage of another.
+pub struct StoredAs {
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub to_storage: fn(Value) -> Value,
+    pub from_storage: fn(Value) -> Value,
 }
 
 impl std::fmt::Debug for Resource {
@@ -108,6 +119,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::Pod>,
         generation: false,
         has_status: true,
+        stored_as: None,
     },
     Resource {
         group: "",
@@ -131,6 +143,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::ReplicationController>,
         generation: true,
         has_status: true,
+        stored_as: None,
     },
     Resource {
         group: "",
@@ -162,6 +175,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::Service>,
         generation: false,
         has_status: true,
+        stored_as: None,
     },
     Resource {
         group: "",
@@ -177,6 +191,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::Endpoints>,
         generation: false,
         has_status: false,
+        stored_as: None,
     },
     Resource {
         group: "",
@@ -194,6 +209,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::Namespace>,
         generation: false,
         has_status: true,
+        stored_as: None,
     },
     Resource {
         group: "",
@@ -216,6 +232,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::Node>,
         generation: false,
         has_status: true,
+        stored_as: None,
     },
     Resource {
         group: "",
@@ -231,6 +248,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::Event>,
         generation: false,
         has_status: false,
+        stored_as: None,
     },
     Resource {
         group: "",
@@ -246,6 +264,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::ConfigMap>,
         generation: false,
         has_status: false,
+        stored_as: None,
     },
     Resource {
         group: "",
@@ -261,6 +280,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::Secret>,
         generation: false,
         has_status: false,
+        stored_as: None,
     },
     Resource {
         group: "",
@@ -276,6 +296,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<core::ServiceAccount>,
         generation: false,
         has_status: false,
+        stored_as: None,
     },
     Resource {
         group: "coordination.k8s.io",
@@ -291,6 +312,7 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<coordination::v1::Lease>,
         generation: false,
         has_status: false,
+        stored_as: None,
     },
     Resource {
         group: "discovery.k8s.io",
@@ -306,6 +328,28 @@ pub static RESOURCES: &[Resource] = &[
         normalize: norm::<discovery::v1::EndpointSlice>,
         generation: false,
         has_status: false,
+        stored_as: None,
+    },
+    Resource {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        verbs: ALL,
+        subresources: &[],
+        normalize: norm::<k8s_openapi::api::events::v1::Event>,
+        generation: false,
+        has_status: false,
+        stored_as: Some(StoredAs {
+            plural: "events",
+            kind: "Event",
+            to_storage: crate::events::to_core,
+            from_storage: crate::events::from_core,
+        }),
     },
 ];
 
@@ -338,9 +382,27 @@ impl Resource {
 
     /// The storage key prefix of this resource in `namespace` (all namespaces: `None`).
     pub fn prefix(&self, namespace: Option<&str>) -> String {
+        let plural = self.stored_as.as_ref().map_or(self.plural, |s| s.plural);
         match namespace {
-            Some(ns) if self.namespaced => format!("/registry/{}/{ns}/", self.plural),
-            _ => format!("/registry/{}/", self.plural),
+            Some(ns) if self.namespaced => format!("/registry/{plural}/{ns}/"),
+            _ => format!("/registry/{plural}/"),
+        }
+    }
+
+    /// An object as served, from its stored bytes at revision `rev`.
+    pub fn decode(&self, bytes: &[u8], rev: i64) -> Value {
+        let v = crate::object::decode_stored(bytes, rev);
+        match &self.stored_as {
+            Some(s) => (s.from_storage)(v),
+            None => v,
+        }
+    }
+
+    /// The stored bytes of an object as served.
+    pub fn encode(&self, obj: &Value) -> Vec<u8> {
+        match &self.stored_as {
+            Some(s) => crate::object::encode_stored(&(s.to_storage)(obj.clone())),
+            None => crate::object::encode_stored(obj),
         }
     }
 

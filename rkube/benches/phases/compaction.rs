@@ -25,6 +25,8 @@ const LISTS: usize = 200;
 const LIST_TIME: Duration = Duration::from_secs(60);
 /// The update loop stops here whatever the count asked for.
 const MAX_TIME: Duration = Duration::from_secs(600);
+/// Updates when `RKUBE_BENCH_UPDATES` is not set.
+pub const DEFAULT_UPDATES: u64 = 1_000_000;
 
 pub struct Snapshot {
     pub db_bytes: u64,

@@ -43,7 +43,9 @@ impl ListResult {
 pub async fn run(cfg: &kube::Config) -> Result<ListResult> {
     let client = kube::Client::try_from(cfg.clone())?;
     ensure_namespace(&client, NS).await?;
-    phase(&format!("LIST: creating {PODS} pods in {NS} ({CLIENTS} clients)"));
+    phase(&format!(
+        "LIST: creating {PODS} pods in {NS} ({CLIENTS} clients)"
+    ));
     let fill = create_pods(
         cfg,
         &Load {
@@ -62,7 +64,9 @@ pub async fn run(cfg: &kube::Config) -> Result<ListResult> {
         fill.errors
     ));
 
-    phase(&format!("LIST: {LISTS} full lists of {NS} (Api<Pod>::list)"));
+    phase(&format!(
+        "LIST: {LISTS} full lists of {NS} (Api<Pod>::list)"
+    ));
     let api: Api<Pod> = Api::namespaced(client.clone(), NS);
     let lp = ListParams::default();
     let items = api.list(&lp).await.context("warm-up list")?.items.len();
@@ -82,7 +86,9 @@ pub async fn run(cfg: &kube::Config) -> Result<ListResult> {
         ));
     }
 
-    phase(&format!("LIST: {LISTS} raw GETs of the same list (bytes only)"));
+    phase(&format!(
+        "LIST: {LISTS} raw GETs of the same list (bytes only)"
+    ));
     let path = format!("/api/v1/namespaces/{NS}/pods");
     let mut raw = Vec::new();
     let mut raw_bytes = 0;

@@ -121,10 +121,7 @@ struct Shared {
 
 pub async fn create_pods(cfg: &kube::Config, load: &Load<'_>) -> Result<LoadResult> {
     let clients = warm_clients(cfg, load.clients).await?;
-    let progress = Progress::start(
-        &format!("{} clients", load.clients),
-        load.count as u64,
-    );
+    let progress = Progress::start(&format!("{} clients", load.clients), load.count as u64);
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();

@@ -54,9 +54,7 @@ impl Metric {
     }
 
     pub fn ratio(&self) -> Option<f64> {
-        self.peer
-            .filter(|p| *p != 0.0)
-            .map(|p| self.value / p)
+        self.peer.filter(|p| *p != 0.0).map(|p| self.value / p)
     }
 
     pub fn met(&self) -> Option<bool> {
@@ -161,7 +159,7 @@ impl Report {
         };
         let _ = writeln!(
             md,
-            "Run {} (commit {}), {} cores, release build, loopback HTTPS, `make bench` took {} s for the measurements.\n",
+            "Run {} (commit {}), {} cores, release build, loopback HTTPS; the measurements took {} s.\n",
             ctx("started_utc"),
             ctx("commit"),
             ctx("cores"),

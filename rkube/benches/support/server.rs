@@ -105,7 +105,10 @@ impl Server {
             Ok(Some(Signal::Closed) | None) => {
                 bail!("rkube server exited early:\n{}", self.log_tail())
             }
-            Err(_) => bail!("rkube server timed out while starting:\n{}", self.log_tail()),
+            Err(_) => bail!(
+                "rkube server timed out while starting:\n{}",
+                self.log_tail()
+            ),
         }
         Ok(())
     }
@@ -226,7 +229,7 @@ fn forward(stderr: ChildStderr, log: &Path, tx: mpsc::UnboundedSender<Signal>) {
 /// A GET through the client's stack (TLS, authentication): the status and the body.
 pub async fn get_raw(client: &kube::Client, path: &str) -> Result<(u16, Vec<u8>)> {
     use http_body_util::BodyExt;
-    let req = http::Request::get(path).body(kube::client::Body::empty())?;
+    let req = http::Request::get(path).body(kube::client::Body::from(Vec::new()))?;
     let resp = client.send(req).await?;
     let code = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes().to_vec();
