@@ -19,6 +19,7 @@ pub fn normalize(
     kind: &str,
     obj: Value,
     field_validation: Option<&str>,
+    duplicates: &[String],
 ) -> ApiResult<(Value, Vec<String>)> {
     let f = if kind == "Scale" {
         |v: Value| -> Result<Value, serde_json::Error> {
@@ -28,36 +29,42 @@ pub fn normalize(
     } else {
         res.normalize
     };
-    let out = f(obj.clone())
-        .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))?;
+    let version = obj["apiVersion"]
+        .as_str()
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap_or("v1")
+        .to_string();
+    let cannot = |e: String| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"
+        ))
+    };
+    let out = f(obj.clone()).map_err(|e| cannot(e.to_string()))?;
     let mut unknown = Vec::new();
     unknown_fields(&obj, &out, "", &mut unknown);
-    let mut warnings = Vec::new();
-    if !unknown.is_empty() {
-        let msgs: Vec<String> = unknown
+    let mut msgs: Vec<String> = unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    msgs.extend(
+        duplicates
             .iter()
-            .map(|p| format!("unknown field \"{p}\""))
-            .collect();
-        match field_validation.unwrap_or("Warn") {
-            "Strict" => {
-                return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    msgs.join(", ")
-                )))
-            }
-            "Ignore" => {}
-            "Warn" => warnings = msgs,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "fieldValidation parameter unsupported: {other}"
-                )))
-            }
+            .map(|p| format!("duplicate field \"{p}\"")),
+    );
+    let mut warnings = Vec::new();
+    match field_validation.unwrap_or("Warn") {
+        "Strict" if !msgs.is_empty() => {
+            return Err(cannot(format!(
+                "strict decoding error: {}",
+                msgs.join(", ")
+            )))
         }
-    } else if let Some(fv) = field_validation {
-        if !matches!(fv, "Strict" | "Warn" | "Ignore") {
+        "Strict" | "Ignore" => {}
+        "Warn" => warnings = msgs,
+        other => {
             return Err(ApiError::bad_request(format!(
-                "fieldValidation parameter unsupported: {fv}"
-            )));
+                "fieldValidation parameter unsupported: {other}"
+            )))
         }
     }
     Ok((out, warnings))

@@ -207,6 +207,7 @@ impl App {
             ("scale", Method::PUT) => self.update(t, name, Some(sub), &q, headers, &body).await,
             ("scale", Method::PATCH) => self.patch(t, name, Some(sub), &q, headers, &body).await,
             ("binding", Method::POST) => self.bind(t, name, &q, headers, &body).await,
+            ("eviction", Method::POST) => self.evict(t, name, &q, headers, &body).await,
             ("log" | "exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::new(
                 503,
                 "ServiceUnavailable",
@@ -529,7 +530,14 @@ impl App {
         api_version: &str,
     ) -> ApiResult<(Value, Vec<String>)> {
         let obj = request::decode_body(headers, body)?;
-        self.check_object(t, q, obj, kind, api_version)
+        let duplicates = if request::content_type(headers).ends_with("json")
+            || request::content_type(headers).is_empty()
+        {
+            request::duplicate_fields(body)
+        } else {
+            Vec::new()
+        };
+        self.check_object(t, q, obj, kind, api_version, &duplicates)
     }
 
     pub fn check_object(
@@ -539,6 +547,7 @@ impl App {
         obj: Value,
         kind: &str,
         api_version: &str,
+        duplicates: &[String],
     ) -> ApiResult<(Value, Vec<String>)> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -560,7 +569,7 @@ impl App {
         let mut obj = obj;
         obj["kind"] = json!(kind);
         obj["apiVersion"] = json!(api_version);
-        admission::normalize(t.res, kind, obj, q.get("fieldValidation"))
+        admission::normalize(t.res, kind, obj, q.get("fieldValidation"), duplicates)
     }
 
     pub async fn create(
@@ -805,7 +814,7 @@ impl App {
             let mut q2 = Query::default();
             let patched = if patch_kind == crate::patching::PatchKind::Apply {
                 let applied = crate::patching::applied_config(body, q)?;
-                let (applied, _) = self.check_object(t, q, applied, kind, &av)?;
+                let (applied, _) = self.check_object(t, q, applied, kind, &av, &[])?;
                 let force = q.flag("force");
                 let tracked_sub = sub.filter(|s| *s == "status");
                 let merged =
@@ -822,7 +831,7 @@ impl App {
                 crate::patching::apply_patch(patch_kind, kind, &current, body, q)?
             };
             let q = if q2.get(APPLIED).is_some() { &q2 } else { q };
-            let (new, warnings) = self.check_object(t, q, patched, kind, &av)?;
+            let (new, warnings) = self.check_object(t, q, patched, kind, &av, &[])?;
             if object::name(&new) != name {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({}) does not match the name on the URL ({name})",
@@ -910,6 +919,43 @@ impl App {
         Ok(json_response(
             StatusCode::CREATED,
             &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}),
+        ))
+    }
+
+    /// policy/v1 Eviction: deletes the pod with the eviction's delete options (there are no
+    /// PodDisruptionBudgets in rkube's surface to hold it back).
+    async fn evict(
+        &self,
+        t: &Target,
+        name: &str,
+        q: &Query,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> ApiResult<Response> {
+        let ev = request::decode_body(headers, body)?;
+        if let Some(k) = ev.get("kind").and_then(Value::as_str) {
+            if k != "Eviction" {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind (Eviction)"
+                )));
+            }
+        }
+        let ev_name = object::name(&ev);
+        if !ev_name.is_empty() && ev_name != name {
+            return Err(ApiError::bad_request(
+                "name in URL does not match name in Eviction object",
+            ));
+        }
+        let (old, rev) = self.get_object(t, name).await?;
+        let opts = match ev.get("deleteOptions") {
+            Some(o) if o.is_object() => o.clone(),
+            _ => json!({}),
+        };
+        let dry_run = q.get("dryRun") == Some("All");
+        self.delete_one(t, name, old, rev, &opts, dry_run).await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         ))
     }
 

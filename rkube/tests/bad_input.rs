@@ -135,7 +135,7 @@ async fn bad_input_is_a_4xx_status_and_stores_nothing() {
             s(&with_unknown),
             400,
             "BadRequest",
-            "strict decoding error: unknown field \"spec.bogus\"",
+            "Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.bogus\"",
         ),
         case(
             "invalid name",
@@ -181,6 +181,15 @@ async fn bad_input_is_a_4xx_status_and_stores_nothing() {
             400,
             "BadRequest",
             "the body is not a Kubernetes protobuf envelope",
+        ),
+        case(
+            "duplicate field under Strict",
+            &format!("{CMS}?fieldValidation=Strict"),
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d"},"data":{"a":"1"},"data":{"b":"2"}}"#,
+            400,
+            "BadRequest",
+            "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: duplicate field \"data\"",
         ),
         Case {
             what: "name in body differs from URL",

@@ -168,3 +168,30 @@ async fn a_watch_from_a_compacted_revision_gets_410_gone() {
         other => panic!("watch from a compacted revision answered {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_warn_by_default_and_evictions_delete() {
+    use k8s_openapi::api::core::v1::Pod;
+    let c = Cluster::start();
+    let client = c.client();
+    let body = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"e"},"spec":{"bogus":1,"containers":[{"name":"c","image":"busybox"}]}}"#;
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/namespaces/default/pods")
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(body.to_vec()))
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let warning = resp
+        .headers()
+        .get("warning")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(warning, r#"299 - "unknown field \"spec.bogus\"""#);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.evict("e", &Default::default()).await.unwrap();
+    assert!(pods.get_opt("e").await.unwrap().is_none());
+}
