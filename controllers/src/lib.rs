@@ -3,18 +3,28 @@
 //!
 //! - [`namespace`]: a deleted namespace loses its contents, then its `kubernetes`
 //!   finalizer (and so goes away); every active namespace has a `default` ServiceAccount.
+//! - [`leader`]: Lease-based leader election; only the leader's controllers act.
 
+pub mod leader;
 pub mod namespace;
 
 use std::time::Duration;
 
-/// Runs every controller until `shutdown` fires; returns the first fatal error.
+/// The lease the controllers' leader holds (as kube-controller-manager's).
+pub const LEASE: &str = "kube-controller-manager";
+
+/// Runs every controller, while this process holds the controllers' lease, until
+/// `shutdown` fires; returns the first fatal error. `identity` names this process in the
+/// lease (unique per server).
 pub async fn run(
     client: kube::Client,
+    identity: &str,
+    timings: leader::Timings,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let elector = leader::Elector::new(client.clone(), LEASE, identity, timings);
     tokio::select! {
-        r = namespace::run(client) => r,
+        r = elector.run(|| namespace::run(client.clone())) => r,
         _ = shutdown.changed() => Ok(()),
     }
 }

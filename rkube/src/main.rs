@@ -181,12 +181,25 @@ async fn server(args: ServerArgs) -> Result<()> {
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.write_kubeconfig)?;
     let client_cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let client = kube::Client::try_from(client_cfg)?;
-    let controllers = tokio::spawn(controllers::run(client, rx));
+    let identity = format!(
+        "{}_{}",
+        args.node_name.clone().unwrap_or_else(hostname),
+        std::process::id()
+    );
+    let controllers = tokio::spawn(async move {
+        controllers::run(client, &identity, Default::default(), rx).await
+    });
     // Any component ending is fatal: the process exits and its supervisor restarts it.
     tokio::select! {
         r = serving => r.context("the API server panicked")?,
         r = controllers => r.context("the controllers panicked")?,
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "rkube".into())
 }
 
 fn main() -> Result<()> {
