@@ -430,18 +430,7 @@ async fn allocate_service(app: &App, obj: &mut Value, old: Option<&Value>) -> Ap
             let unchanged = old.is_some_and(|o| o["spec"]["clusterIP"] == json!(ip));
             if !unchanged {
                 let parsed: Option<Ipv4Addr> = ip.parse().ok();
-                let field_err = |msg: String| {
-                    ApiError::invalid(
-                        "",
-                        "Service",
-                        &name,
-                        vec![Cause {
-                            reason: "FieldValueInvalid".into(),
-                            message: msg,
-                            field: "spec.clusterIPs".into(),
-                        }],
-                    )
-                };
+                let field_err = |msg: String| service_invalid(&name, "spec.clusterIPs", msg);
                 match parsed {
                     Some(p) if !app.cfg.service_cidr.contains(p) => {
                         return Err(field_err(format!(
@@ -468,7 +457,7 @@ async fn allocate_service(app: &App, obj: &mut Value, old: Option<&Value>) -> Ap
     let (lo, hi) = app.cfg.node_port_range;
     let mut taken = used.node_ports.clone();
     if let Some(ports) = spec["ports"].as_array_mut() {
-        for p in ports.iter_mut() {
+        for (i, p) in ports.iter_mut().enumerate() {
             let np = p["nodePort"].as_i64().unwrap_or(0);
             if !wants_node_ports {
                 if let Some(o) = p.as_object_mut() {
@@ -496,18 +485,8 @@ async fn allocate_service(app: &App, obj: &mut Value, old: Option<&Value>) -> Ap
                         .any(|op| op["nodePort"] == json!(np))
                 });
                 if !unchanged {
-                    let field_err = |msg: String| {
-                        ApiError::invalid(
-                            "",
-                            "Service",
-                            &name,
-                            vec![Cause {
-                                reason: "FieldValueInvalid".into(),
-                                message: msg,
-                                field: "spec.ports[0].nodePort".into(),
-                            }],
-                        )
-                    };
+                    let field = format!("spec.ports[{i}].nodePort");
+                    let field_err = |msg: String| service_invalid(&name, &field, msg);
                     if np < lo as i64 || np > hi as i64 {
                         return Err(field_err(format!(
                             "Invalid value: {np}: provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
@@ -524,6 +503,19 @@ async fn allocate_service(app: &App, obj: &mut Value, old: Option<&Value>) -> Ap
         }
     }
     Ok(())
+}
+
+fn service_invalid(name: &str, field: &str, message: String) -> ApiError {
+    ApiError::invalid(
+        "",
+        "Service",
+        name,
+        vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message,
+            field: field.into(),
+        }],
+    )
 }
 
 /// Service IPs and node ports in use.

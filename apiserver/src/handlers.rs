@@ -828,7 +828,7 @@ impl App {
                 q2.set(APPLIED, "1");
                 merged
             } else {
-                crate::patching::apply_patch(patch_kind, kind, &current, body, q)?
+                crate::patching::apply_patch(patch_kind, kind, &current, body)?
             };
             let q = if q2.get(APPLIED).is_some() { &q2 } else { q };
             let (new, warnings) = self.check_object(t, q, patched, kind, &av, &[])?;

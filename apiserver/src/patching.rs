@@ -49,7 +49,6 @@ pub fn apply_patch(
     obj_kind: &str,
     current: &Value,
     body: &Bytes,
-    q: &Query,
 ) -> ApiResult<Value> {
     match kind {
         PatchKind::Json => {
@@ -79,26 +78,10 @@ pub fn apply_patch(
             }
             patch::strategic_merge_patch(obj_kind, current, &p).map_err(bad_patch)
         }
-        PatchKind::Apply => {
-            let applied = request::decode_yaml(body)?;
-            if !applied.is_object() {
-                return Err(bad_patch("an apply configuration must be an object"));
-            }
-            if q.get("fieldManager").is_none_or(str::is_empty) {
-                return Err(ApiError::bad_request(
-                    "PATCH, application/apply-patch+yaml requests must specify a fieldManager",
-                ));
-            }
-            let mut merged =
-                patch::strategic_merge_patch(obj_kind, current, &applied).map_err(bad_patch)?;
-            // The applied configuration does not carry the live resource version.
-            if object::meta_str(&applied, "resourceVersion").is_none() {
-                if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
-                }
-            }
-            Ok(merged)
-        }
+        // Server-side apply needs field ownership: see `managed::apply`.
+        PatchKind::Apply => Err(ApiError::internal(
+            "server-side apply is handled by the field manager",
+        )),
     }
 }
 
