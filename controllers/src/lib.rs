@@ -3,10 +3,12 @@
 //!
 //! - [`namespace`]: a deleted namespace loses its contents, then its `kubernetes`
 //!   finalizer (and so goes away); every active namespace has a `default` ServiceAccount.
+//! - [`replication`]: ReplicationControllers keep their replicas.
 //! - [`leader`]: Lease-based leader election; only the leader's controllers act.
 
 pub mod leader;
 pub mod namespace;
+pub mod replication;
 
 use std::time::Duration;
 
@@ -24,8 +26,25 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let elector = leader::Elector::new(client.clone(), LEASE, identity, timings);
     tokio::select! {
-        r = elector.run(|| namespace::run(client.clone())) => r,
+        r = elector.run(|| all(client.clone())) => r,
         _ = shutdown.changed() => Ok(()),
+    }
+}
+
+/// Every controller; the first to end ends them all.
+async fn all(client: kube::Client) -> anyhow::Result<()> {
+    tokio::select! {
+        r = namespace::run(client.clone()) => r,
+        r = replication::run(client.clone()) => r,
+    }
+}
+
+/// A spawned task that ends with its owner (e.g. when leadership is lost).
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,0 +1,417 @@
+//! The replication controller (upstream's ReplicationManager): keeps `spec.replicas` active
+//! pods per ReplicationController, owning them through ownerReferences — adopting matching
+//! orphans, releasing pods that stop matching, creating in slow-start batches, deleting the
+//! least useful pods first — and reports status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::Error;
+
+/// Most pods created or deleted in one sync (upstream's burstReplicas).
+const BURST: usize = 500;
+/// How long to wait for the cache to see our own creates and deletes.
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Ctx {
+    client: Client,
+    pods: Store<Pod>,
+    /// Per RC uid: pods we created or deleted that the cache has not caught up with.
+    expectations: Mutex<HashMap<String, Expectations>>,
+}
+
+#[derive(Default)]
+struct Expectations {
+    created: Vec<String>,
+    deleted: Vec<String>,
+    since: Option<Instant>,
+}
+
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let rcs: Api<ReplicationController> = Api::all(client.clone());
+    let pods_api: Api<Pod> = Api::all(client.clone());
+    let (pod_store, writer) = reflector::store();
+    let pod_cache = reflector(writer, watcher(pods_api.clone(), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .for_each(|_| async {});
+    let _cache = crate::AbortOnDrop(tokio::spawn(pod_cache));
+    pod_store.wait_until_ready().await?;
+    let controller = Controller::new(rcs, watcher::Config::default());
+    let rc_store = controller.store();
+    let ctx = Arc::new(Ctx {
+        client,
+        pods: pod_store,
+        expectations: Mutex::new(HashMap::new()),
+    });
+    controller
+        .watches(pods_api, watcher::Config::default(), move |pod: Pod| owners_of(&rc_store, &pod))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "replication reconcile");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// The RCs a pod event concerns: its controller, and every RC whose selector matches it.
+fn owners_of(rcs: &Store<ReplicationController>, pod: &Pod) -> Vec<ObjectRef<ReplicationController>> {
+    let ns = pod.namespace().unwrap_or_default();
+    let mut out: Vec<ObjectRef<ReplicationController>> = Vec::new();
+    if let Some(owner) = controller_ref(pod) {
+        if owner.kind == "ReplicationController" {
+            out.push(ObjectRef::new(&owner.name).within(&ns));
+        }
+    }
+    for rc in rcs.state() {
+        if rc.namespace().as_deref() == Some(ns.as_str()) && selects(&rc, pod) {
+            let r = ObjectRef::from_obj(rc.as_ref());
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+fn controller_ref(pod: &Pod) -> Option<&OwnerReference> {
+    pod.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+}
+
+fn selector(rc: &ReplicationController) -> BTreeMap<String, String> {
+    rc.spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default()
+}
+
+/// Whether the RC's (non-empty, equality) selector matches the pod's labels.
+fn selects(rc: &ReplicationController, pod: &Pod) -> bool {
+    let sel = selector(rc);
+    let labels = pod.labels();
+    !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Upstream's ActivePods order: the pods to delete first sort first.
+fn deletion_rank(pod: &Pod) -> (u8, u8, u8, i64) {
+    let assigned = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty());
+    let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Pending") => 0,
+        Some("Running") => 2,
+        _ => 1,
+    };
+    let restarts: i32 = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| c.restart_count)
+        .sum();
+    let created = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or(0);
+    // Newer pods go first, then more restarts.
+    (assigned as u8, phase, is_ready(pod) as u8, -(created * 1000 + restarts as i64))
+}
+
+fn error_policy(_rc: Arc<ReplicationController>, e: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(error = %e, "replication controller will retry");
+    Action::requeue(crate::RETRY)
+}
+
+async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let ns = rc.namespace().unwrap_or_default();
+    let uid = rc.uid().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    if rc.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let all: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
+    // Wait until the cache has seen what we did last time.
+    {
+        let mut exp = ctx.expectations.lock().unwrap();
+        if let Some(e) = exp.get_mut(&uid) {
+            let present = |name: &String| all.iter().any(|p| p.name_any() == *name);
+            let live = |name: &String| all.iter().any(|p| p.name_any() == *name && p.metadata.deletion_timestamp.is_none());
+            e.created.retain(|n| !present(n));
+            e.deleted.retain(live);
+            let waiting = !(e.created.is_empty() && e.deleted.is_empty());
+            if waiting && e.since.is_some_and(|s| s.elapsed() < EXPECTATION_TIMEOUT) {
+                return Ok(Action::requeue(Duration::from_millis(200)));
+            }
+            exp.remove(&uid);
+        }
+    }
+    // Adopt matching orphans, release owned pods that stopped matching.
+    let mut owned: Vec<Arc<Pod>> = Vec::new();
+    for p in &all {
+        let owner = controller_ref(p);
+        let mine = owner.is_some_and(|o| o.uid == uid);
+        let matches = selects(&rc, p);
+        if mine && matches {
+            owned.push(p.clone());
+        } else if mine && !matches {
+            release(&pods_api, p, &uid).await?;
+        } else if owner.is_none() && matches && p.metadata.deletion_timestamp.is_none() {
+            adopt(&pods_api, p, &rc).await?;
+            owned.push(p.clone());
+        }
+    }
+    let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| is_active(p)).collect();
+    let want = rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+    let mut created = Vec::new();
+    let mut deleted = Vec::new();
+    let mut failure = None;
+    if active.len() < want {
+        let missing = (want - active.len()).min(BURST);
+        // Slow start: 1, 2, 4, ... until a batch fails.
+        let mut batch = 1;
+        let mut done = 0;
+        'outer: while done < missing {
+            let n = batch.min(missing - done);
+            let template = pod_from_template(&rc);
+            let pp = PostParams::default();
+            let futs = (0..n).map(|_| pods_api.create(&pp, &template));
+            for r in futures::future::join_all(futs).await {
+                match r {
+                    Ok(p) => created.push(p.name_any()),
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break 'outer;
+                    }
+                }
+            }
+            done += n;
+            batch *= 2;
+        }
+    } else if active.len() > want {
+        let mut victims: Vec<&Arc<Pod>> = active.clone();
+        victims.sort_by_key(|p| deletion_rank(p));
+        let extra = (active.len() - want).min(BURST);
+        let futs = victims[..extra].iter().map(|p| {
+            let name = p.name_any();
+            let api = pods_api.clone();
+            async move { (name.clone(), api.delete(&name, &DeleteParams::default()).await) }
+        });
+        for (name, r) in futures::future::join_all(futs).await {
+            match r {
+                Ok(_) => deleted.push(name),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
+    }
+    if !created.is_empty() || !deleted.is_empty() {
+        ctx.expectations.lock().unwrap().insert(
+            uid.clone(),
+            Expectations {
+                created,
+                deleted,
+                since: Some(Instant::now()),
+            },
+        );
+    }
+    update_status(&ctx.client, &rc, &owned, failure).await?;
+    Ok(Action::await_change())
+}
+
+fn owner_reference(rc: &ReplicationController) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "ReplicationController".into(),
+        name: rc.name_any(),
+        uid: rc.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn pod_from_template(rc: &ReplicationController) -> Pod {
+    let template = rc.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let tmeta = template.metadata.unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", rc.name_any())),
+            labels: tmeta.labels,
+            annotations: tmeta.annotations,
+            finalizers: tmeta.finalizers,
+            owner_references: Some(vec![owner_reference(rc)]),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
+
+async fn adopt(api: &Api<Pod>, pod: &Pod, rc: &ReplicationController) -> Result<(), Error> {
+    let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
+    refs.push(owner_reference(rc));
+    let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.uid()}});
+    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), Error> {
+    let refs: Vec<OwnerReference> = pod
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o.uid != uid)
+        .collect();
+    let patch = json!({"metadata": {"ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { json!(refs) }, "uid": pod.uid()}});
+    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn update_status(
+    client: &Client,
+    rc: &ReplicationController,
+    owned: &[Arc<Pod>],
+    failure: Option<String>,
+) -> Result<(), Error> {
+    let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| is_active(p)).collect();
+    let template_labels = rc
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let fully = active
+        .iter()
+        .filter(|p| template_labels.iter().all(|(k, v)| p.labels().get(k) == Some(v)))
+        .count();
+    let ready: Vec<&&Arc<Pod>> = active.iter().filter(|p| is_ready(p)).collect();
+    let min_ready = rc.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0) as i64;
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let available = ready
+        .iter()
+        .filter(|p| {
+            min_ready == 0
+                || p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.type_ == "Ready")
+                    .and_then(|c| c.last_transition_time.as_ref())
+                    .is_some_and(|t| now - t.0.as_second() >= min_ready)
+        })
+        .count();
+    let old = rc.status.clone().unwrap_or_default();
+    let mut conditions = old.conditions.clone().unwrap_or_default();
+    conditions.retain(|c| c.type_ != "ReplicaFailure");
+    if let Some(msg) = &failure {
+        conditions.push(k8s_openapi::api::core::v1::ReplicationControllerCondition {
+            type_: "ReplicaFailure".into(),
+            status: "True".into(),
+            reason: Some("FailedCreate".into()),
+            message: Some(msg.clone()),
+            last_transition_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            )),
+        });
+    }
+    let status = json!({
+        "replicas": active.len(),
+        "fullyLabeledReplicas": fully,
+        "readyReplicas": ready.len(),
+        "availableReplicas": available,
+        "observedGeneration": rc.metadata.generation,
+        "conditions": if conditions.is_empty() { serde_json::Value::Null } else { json!(conditions) },
+    });
+    let current = json!({
+        "replicas": old.replicas,
+        "fullyLabeledReplicas": old.fully_labeled_replicas.unwrap_or(0),
+        "readyReplicas": old.ready_replicas.unwrap_or(0),
+        "availableReplicas": old.available_replicas.unwrap_or(0),
+        "observedGeneration": old.observed_generation,
+        "conditions": old.conditions.filter(|c| !c.is_empty()),
+    });
+    if status == current {
+        return Ok(());
+    }
+    let api: Api<ReplicationController> =
+        Api::namespaced(client.clone(), &rc.namespace().unwrap_or_default());
+    match api
+        .patch_status(&rc.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(node: Option<&str>, phase: &str, ready: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"containers": [], "nodeName": node},
+            "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn least_useful_pods_are_deleted_first() {
+        let ready = pod(Some("n"), "Running", true);
+        let not_ready = pod(Some("n"), "Running", false);
+        let pending = pod(Some("n"), "Pending", false);
+        let unassigned = pod(None, "Pending", false);
+        let mut all = [&ready, &not_ready, &pending, &unassigned];
+        all.sort_by_key(|p| deletion_rank(p));
+        assert_eq!(all, [&unassigned, &pending, &not_ready, &ready]);
+    }
+}
