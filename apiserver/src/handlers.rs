@@ -757,7 +757,13 @@ impl App {
             return Ok(json_response(StatusCode::OK, &reply(&old)));
         }
         // Finalizers removed from an object being deleted: the delete completes.
-        let finished = obj["metadata"].get("deletionTimestamp").is_some()
+        // As upstream's ShouldDeleteDuringUpdate: an object being deleted with no grace
+        // period left whose last finalizer goes is deleted by that update.
+        let finished = old["metadata"].get("deletionTimestamp").is_some()
+            && old["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0)
+                == 0
             && obj["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(|f| f.is_empty())
@@ -765,7 +771,7 @@ impl App {
                 || obj["spec"]["finalizers"]
                     .as_array()
                     .is_none_or(|f| f.is_empty()));
-        if finished && t.res.plural != "pods" {
+        if finished {
             let kv = self
                 .store
                 .delete(&key, rev)

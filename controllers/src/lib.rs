@@ -4,8 +4,10 @@
 //! - [`namespace`]: a deleted namespace loses its contents, then its `kubernetes`
 //!   finalizer (and so goes away); every active namespace has a `default` ServiceAccount.
 //! - [`replication`]: ReplicationControllers keep their replicas.
+//! - [`gc`]: objects whose owners are gone go too; orphan and foreground deletion.
 //! - [`leader`]: Lease-based leader election; only the leader's controllers act.
 
+pub mod gc;
 pub mod leader;
 pub mod namespace;
 pub mod replication;
@@ -36,6 +38,7 @@ async fn all(client: kube::Client) -> anyhow::Result<()> {
     tokio::select! {
         r = namespace::run(client.clone()) => r,
         r = replication::run(client.clone()) => r,
+        r = gc::run(client.clone()) => r,
     }
 }
 

@@ -42,10 +42,13 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let rcs: Api<ReplicationController> = Api::all(client.clone());
     let pods_api: Api<Pod> = Api::all(client.clone());
     let (pod_store, writer) = reflector::store();
-    let pod_cache = reflector(writer, watcher(pods_api.clone(), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .for_each(|_| async {});
+    let pod_cache = reflector(
+        writer,
+        watcher(pods_api.clone(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| async {});
     let _cache = crate::AbortOnDrop(tokio::spawn(pod_cache));
     pod_store.wait_until_ready().await?;
     let controller = Controller::new(rcs, watcher::Config::default());
@@ -56,7 +59,9 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         expectations: Mutex::new(HashMap::new()),
     });
     controller
-        .watches(pods_api, watcher::Config::default(), move |pod: Pod| owners_of(&rc_store, &pod))
+        .watches(pods_api, watcher::Config::default(), move |pod: Pod| {
+            owners_of(&rc_store, &pod)
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
@@ -68,7 +73,10 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 }
 
 /// The RCs a pod event concerns: its controller, and every RC whose selector matches it.
-fn owners_of(rcs: &Store<ReplicationController>, pod: &Pod) -> Vec<ObjectRef<ReplicationController>> {
+fn owners_of(
+    rcs: &Store<ReplicationController>,
+    pod: &Pod,
+) -> Vec<ObjectRef<ReplicationController>> {
     let ns = pod.namespace().unwrap_or_default();
     let mut out: Vec<ObjectRef<ReplicationController>> = Vec::new();
     if let Some(owner) = controller_ref(pod) {
@@ -125,7 +133,11 @@ fn is_ready(pod: &Pod) -> bool {
 
 /// Upstream's ActivePods order: the pods to delete first sort first.
 fn deletion_rank(pod: &Pod) -> (u8, u8, u8, i64) {
-    let assigned = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty());
+    let assigned = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some_and(|n| !n.is_empty());
     let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Pending") => 0,
         Some("Running") => 2,
@@ -146,7 +158,12 @@ fn deletion_rank(pod: &Pod) -> (u8, u8, u8, i64) {
         .map(|t| t.0.as_second())
         .unwrap_or(0);
     // Newer pods go first, then more restarts.
-    (assigned as u8, phase, is_ready(pod) as u8, -(created * 1000 + restarts as i64))
+    (
+        assigned as u8,
+        phase,
+        is_ready(pod) as u8,
+        -(created * 1000 + restarts as i64),
+    )
 }
 
 fn error_policy(_rc: Arc<ReplicationController>, e: &Error, _ctx: Arc<Ctx>) -> Action {
@@ -172,7 +189,10 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
         let mut exp = ctx.expectations.lock().unwrap();
         if let Some(e) = exp.get_mut(&uid) {
             let present = |name: &String| all.iter().any(|p| p.name_any() == *name);
-            let live = |name: &String| all.iter().any(|p| p.name_any() == *name && p.metadata.deletion_timestamp.is_none());
+            let live = |name: &String| {
+                all.iter()
+                    .any(|p| p.name_any() == *name && p.metadata.deletion_timestamp.is_none())
+            };
             e.created.retain(|n| !present(n));
             e.deleted.retain(live);
             let waiting = !(e.created.is_empty() && e.deleted.is_empty());
@@ -198,7 +218,12 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
         }
     }
     let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| is_active(p)).collect();
-    let want = rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+    let want = rc
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0) as usize;
     let mut created = Vec::new();
     let mut deleted = Vec::new();
     let mut failure = None;
@@ -231,7 +256,12 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
         let futs = victims[..extra].iter().map(|p| {
             let name = p.name_any();
             let api = pods_api.clone();
-            async move { (name.clone(), api.delete(&name, &DeleteParams::default()).await) }
+            async move {
+                (
+                    name.clone(),
+                    api.delete(&name, &DeleteParams::default()).await,
+                )
+            }
         });
         for (name, r) in futures::future::join_all(futs).await {
             match r {
@@ -267,7 +297,11 @@ fn owner_reference(rc: &ReplicationController) -> OwnerReference {
 }
 
 fn pod_from_template(rc: &ReplicationController) -> Pod {
-    let template = rc.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let template = rc
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
     let tmeta = template.metadata.unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
@@ -287,7 +321,14 @@ async fn adopt(api: &Api<Pod>, pod: &Pod, rc: &ReplicationController) -> Result<
     let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
     refs.push(owner_reference(rc));
     let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.uid()}});
-    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
@@ -304,7 +345,14 @@ async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), Error> {
         .filter(|o| o.uid != uid)
         .collect();
     let patch = json!({"metadata": {"ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { json!(refs) }, "uid": pod.uid()}});
-    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
@@ -327,10 +375,18 @@ async fn update_status(
         .unwrap_or_default();
     let fully = active
         .iter()
-        .filter(|p| template_labels.iter().all(|(k, v)| p.labels().get(k) == Some(v)))
+        .filter(|p| {
+            template_labels
+                .iter()
+                .all(|(k, v)| p.labels().get(k) == Some(v))
+        })
         .count();
     let ready: Vec<&&Arc<Pod>> = active.iter().filter(|p| is_ready(p)).collect();
-    let min_ready = rc.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0) as i64;
+    let min_ready = rc
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0) as i64;
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let available = ready
         .iter()
@@ -382,7 +438,11 @@ async fn update_status(
     let api: Api<ReplicationController> =
         Api::namespaced(client.clone(), &rc.namespace().unwrap_or_default());
     match api
-        .patch_status(&rc.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+        .patch_status(
+            &rc.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
         .await
     {
         Ok(_) => Ok(()),

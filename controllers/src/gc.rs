@@ -1,0 +1,280 @@
+//! The garbage collector (upstream's garbagecollector): objects whose owners are all gone
+//! are deleted; an owner deleted with `propagationPolicy: Orphan` first frees its
+//! dependents (its `orphan` finalizer), one deleted in the foreground first waits for its
+//! blocking dependents to go (its `foregroundDeletion` finalizer).
+//!
+//! The graph is rebuilt from watch-fed caches of every kind that can own or be owned in
+//! rkube's surface; an owner missing from the cache is confirmed missing with a live read
+//! before anything is deleted, so a lagging cache never deletes a live object's dependents.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+};
+use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+const ORPHAN: &str = "orphan";
+const FOREGROUND: &str = "foregroundDeletion";
+
+/// (group, version, kind, plural, namespaced)
+const KINDS: &[(&str, &str, &str, &str, bool)] = &[
+    ("", "v1", "Pod", "pods", true),
+    (
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+    ),
+    ("", "v1", "Service", "services", true),
+    ("", "v1", "Endpoints", "endpoints", true),
+    ("", "v1", "ConfigMap", "configmaps", true),
+    ("", "v1", "Secret", "secrets", true),
+    ("", "v1", "ServiceAccount", "serviceaccounts", true),
+    ("", "v1", "Node", "nodes", false),
+    ("coordination.k8s.io", "v1", "Lease", "leases", true),
+    (
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+    ),
+];
+
+struct Kind {
+    ar: ApiResource,
+    namespaced: bool,
+    store: Store<DynamicObject>,
+}
+
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let (dirty_tx, mut dirty) = tokio::sync::mpsc::channel::<()>(1);
+    let mut kinds = Vec::new();
+    let mut tasks = Vec::new();
+    for &(group, version, kind, plural, namespaced) in KINDS {
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let writer = Writer::new(ar.clone());
+        let store = writer.as_reader();
+        let tx = dirty_tx.clone();
+        let feed = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(move |_| {
+                let _ = tx.try_send(());
+                async {}
+            });
+        tasks.push(crate::AbortOnDrop(tokio::spawn(feed)));
+        kinds.push(Kind {
+            ar,
+            namespaced,
+            store,
+        });
+    }
+    for k in &kinds {
+        k.store.wait_until_ready().await?;
+    }
+    loop {
+        if let Err(e) = sweep(&client, &kinds).await {
+            tracing::warn!(error = %e, "garbage collection pass failed; retrying");
+        }
+        // Wait for a change, or look again in a while (owners can vanish between passes).
+        let _ = tokio::time::timeout(Duration::from_secs(30), dirty.recv()).await;
+    }
+}
+
+struct Obj {
+    kind: usize,
+    ns: Option<String>,
+    name: String,
+    uid: String,
+    deleting: bool,
+    finalizers: Vec<String>,
+    owners: Vec<OwnerReference>,
+}
+
+fn api_for(client: &Client, k: &Kind, ns: Option<&str>) -> Api<DynamicObject> {
+    match (k.namespaced, ns) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &k.ar),
+        _ => Api::all_with(client.clone(), &k.ar),
+    }
+}
+
+async fn sweep(client: &Client, kinds: &[Kind]) -> Result<(), kube::Error> {
+    let mut objs: Vec<Obj> = Vec::new();
+    for (i, k) in kinds.iter().enumerate() {
+        for o in k.store.state() {
+            let o: Arc<DynamicObject> = o;
+            objs.push(Obj {
+                kind: i,
+                ns: o.namespace(),
+                name: o.name_any(),
+                uid: o.uid().unwrap_or_default(),
+                deleting: o.metadata.deletion_timestamp.is_some(),
+                finalizers: o.finalizers().to_vec(),
+                owners: o.owner_references().to_vec(),
+            });
+        }
+    }
+    let by_uid: HashMap<&str, &Obj> = objs.iter().map(|o| (o.uid.as_str(), o)).collect();
+    // Owners being deleted with a finalizer this collector serves.
+    for owner in objs.iter().filter(|o| o.deleting) {
+        let dependents: Vec<&Obj> = objs
+            .iter()
+            .filter(|d| d.owners.iter().any(|r| r.uid == owner.uid))
+            .collect();
+        if owner.finalizers.iter().any(|f| f == ORPHAN) {
+            for d in &dependents {
+                let refs: Vec<&OwnerReference> =
+                    d.owners.iter().filter(|r| r.uid != owner.uid).collect();
+                patch_meta(
+                    client,
+                    &kinds[d.kind],
+                    d,
+                    json!({"ownerReferences": or_null(&refs)}),
+                )
+                .await?;
+            }
+            remove_finalizer(client, &kinds[owner.kind], owner, ORPHAN).await?;
+        } else if owner.finalizers.iter().any(|f| f == FOREGROUND) {
+            let blocking: Vec<&&Obj> = dependents
+                .iter()
+                .filter(|d| {
+                    d.owners
+                        .iter()
+                        .any(|r| r.uid == owner.uid && r.block_owner_deletion == Some(true))
+                })
+                .collect();
+            for d in &dependents {
+                if !d.deleting {
+                    delete(client, &kinds[d.kind], d, "Foreground").await?;
+                }
+            }
+            if blocking.is_empty() {
+                remove_finalizer(client, &kinds[owner.kind], owner, FOREGROUND).await?;
+            }
+        }
+    }
+    // Dependents whose owners are gone.
+    for d in objs.iter().filter(|o| !o.owners.is_empty() && !o.deleting) {
+        let mut absent = Vec::new();
+        for r in &d.owners {
+            if by_uid.contains_key(r.uid.as_str()) || owner_exists(client, kinds, d, r).await? {
+                continue;
+            }
+            absent.push(r);
+        }
+        if absent.is_empty() {
+            continue;
+        }
+        if absent.len() == d.owners.len() {
+            tracing::info!(name = %d.name, namespace = ?d.ns, kind = %kinds[d.kind].ar.kind, "deleting: its owners are gone");
+            delete(client, &kinds[d.kind], d, "Background").await?;
+        } else {
+            let refs: Vec<&OwnerReference> = d
+                .owners
+                .iter()
+                .filter(|r| !absent.iter().any(|a| a.uid == r.uid))
+                .collect();
+            patch_meta(
+                client,
+                &kinds[d.kind],
+                d,
+                json!({"ownerReferences": or_null(&refs)}),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A live read of an owner the cache does not hold (the cache may lag behind).
+async fn owner_exists(
+    client: &Client,
+    kinds: &[Kind],
+    d: &Obj,
+    r: &OwnerReference,
+) -> Result<bool, kube::Error> {
+    let group = r.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    let Some(k) = kinds
+        .iter()
+        .find(|k| k.ar.kind == r.kind && k.ar.group == group)
+    else {
+        // An owner kind outside this collector's view: never collect on its account.
+        return Ok(true);
+    };
+    match api_for(client, k, d.ns.as_deref()).get_opt(&r.name).await? {
+        Some(o) => Ok(o.uid().as_deref() == Some(r.uid.as_str())),
+        None => Ok(false),
+    }
+}
+
+async fn patch_meta(
+    client: &Client,
+    k: &Kind,
+    o: &Obj,
+    meta: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let mut meta = meta;
+    meta["uid"] = json!(o.uid);
+    let body = json!({"metadata": meta});
+    match api_for(client, k, o.ns.as_deref())
+        .patch(&o.name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn remove_finalizer(
+    client: &Client,
+    k: &Kind,
+    o: &Obj,
+    name: &str,
+) -> Result<(), kube::Error> {
+    let rest: Vec<&String> = o.finalizers.iter().filter(|f| *f != name).collect();
+    patch_meta(client, k, o, json!({"finalizers": or_null(&rest)})).await
+}
+
+/// A list for a merge patch: an empty one removes the field, as upstream leaves it.
+fn or_null<T: serde::Serialize>(v: &[T]) -> serde_json::Value {
+    if v.is_empty() {
+        serde_json::Value::Null
+    } else {
+        json!(v)
+    }
+}
+
+async fn delete(client: &Client, k: &Kind, o: &Obj, policy: &str) -> Result<(), kube::Error> {
+    let dp = match policy {
+        "Foreground" => DeleteParams::foreground(),
+        _ => DeleteParams::background(),
+    };
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(o.uid.clone()),
+            resource_version: None,
+        }),
+        ..dp
+    };
+    match api_for(client, k, o.ns.as_deref())
+        .delete(&o.name, &dp)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
