@@ -3,7 +3,7 @@
 # packages (only those missing) and the Rust toolchain's components. Safe to re-run.
 set -euo pipefail
 
-PACKAGES=(gcc make pkg-config ca-certificates)
+PACKAGES=(gcc make pkg-config ca-certificates protobuf-compiler libprotobuf-dev etcd-server etcd-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

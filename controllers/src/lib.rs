@@ -4,9 +4,11 @@
 //! - [`namespace`]: a deleted namespace loses its contents, then its `kubernetes`
 //!   finalizer (and so goes away); every active namespace has a `default` ServiceAccount.
 //! - [`replication`]: ReplicationControllers keep their replicas.
+//! - [`endpoints`]: Endpoints and EndpointSlices follow Service selectors and pod readiness.
 //! - [`gc`]: objects whose owners are gone go too; orphan and foreground deletion.
 //! - [`leader`]: Lease-based leader election; only the leader's controllers act.
 
+pub mod endpoints;
 pub mod gc;
 pub mod leader;
 pub mod namespace;
@@ -39,6 +41,7 @@ async fn all(client: kube::Client) -> anyhow::Result<()> {
         r = namespace::run(client.clone()) => r,
         r = replication::run(client.clone()) => r,
         r = gc::run(client.clone()) => r,
+        r = endpoints::run(client.clone()) => r,
     }
 }
 

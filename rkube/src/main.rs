@@ -137,9 +137,13 @@ async fn server(args: ServerArgs) -> Result<()> {
         node_port_range: parse_port_range(&args.service_node_port_range)?,
         tls_sans: args.tls_san.clone(),
     };
-    let store = storage::open(args.datastore_endpoint.as_deref(), &args.data_dir)
-        .await
-        .context("cannot open the datastore")?;
+    let store = storage::open(
+        args.datastore_endpoint.as_deref(),
+        &storage::TlsFiles::default(),
+        &args.data_dir,
+    )
+    .await
+    .context("cannot open the datastore")?;
     let server = apiserver::Server::new(cfg, store).await?;
     let addr = server.local_addr()?;
     let host = if addr.ip().is_unspecified() {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 
+pub mod etcd;
 pub mod sqlite;
 
 /// A global, monotonically increasing write counter. Zero means "no revision".
@@ -142,10 +143,28 @@ pub trait Store: Send + Sync + 'static {
     async fn compacted_revision(&self) -> Result<Revision>;
 }
 
-/// Opens the store named by a `--datastore-endpoint` value; `None` means the embedded
-/// SQLite database under `data_dir`.
-pub async fn open(endpoint: Option<&str>, data_dir: &std::path::Path) -> Result<Arc<dyn Store>> {
-    match endpoint {
+/// TLS files for an `https://` etcd endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    /// CA that signed etcd's serving certificate.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate, when etcd authenticates clients by certificate.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Key of the client certificate.
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// Opens the store named by a `--datastore-endpoint` value: `None` (or "") means the
+/// embedded SQLite database under `data_dir`, `sqlite:///path` a SQLite database at that
+/// path, and `http://host:port` or `https://host:port` (several comma-separated) an etcd
+/// cluster, reached with the TLS files `tls` for `https://`. Fails with
+/// [`StoreError::Unavailable`] and a message naming what to check when etcd does not answer.
+pub async fn open(
+    endpoint: Option<&str>,
+    tls: &TlsFiles,
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn Store>> {
+    match endpoint.map(str::trim) {
         None | Some("") => {
             let path = data_dir.join("server").join("db").join("state.db");
             let store = sqlite::SqliteStore::open(&path, sqlite::Options::default())?;
@@ -156,10 +175,25 @@ pub async fn open(endpoint: Option<&str>, data_dir: &std::path::Path) -> Result<
             let store = sqlite::SqliteStore::open(&path, sqlite::Options::default())?;
             Ok(Arc::new(store))
         }
+        Some(ep) if ep.starts_with("http://") || ep.starts_with("https://") => {
+            let opts = etcd::EtcdOptions {
+                endpoints: ep
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                ca_file: tls.ca_file.clone(),
+                cert_file: tls.cert_file.clone(),
+                key_file: tls.key_file.clone(),
+                ..Default::default()
+            };
+            Ok(Arc::new(etcd::EtcdStore::connect(opts).await?))
+        }
         Some(ep) => Err(StoreError::Unavailable(format!(
-            "unsupported --datastore-endpoint {ep:?}: this build supports the embedded SQLite \
-             store (no endpoint, or sqlite:///path/to/state.db); etcd (http:// or https://) is \
-             not available yet"
+            "unsupported --datastore-endpoint {ep:?}: use no endpoint (the embedded SQLite \
+             store), sqlite:///path/to/state.db, or etcd's client URLs (http://host:2379 or \
+             https://host:2379, several separated by commas)"
         ))),
     }
 }

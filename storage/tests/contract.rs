@@ -5,9 +5,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use storage::{EventKind, ListOptions, Store, StoreError};
 
+mod etcd_server;
+
 /// A backend under test: a fresh store, and a way to reopen it on the same state.
 trait Backend {
-    fn open(&self) -> Arc<dyn Store>;
+    async fn open(&self) -> Arc<dyn Store>;
 }
 
 struct Sqlite {
@@ -31,7 +33,7 @@ impl Sqlite {
 }
 
 impl Backend for Sqlite {
-    fn open(&self) -> Arc<dyn Store> {
+    async fn open(&self) -> Arc<dyn Store> {
         Arc::new(
             storage::sqlite::SqliteStore::open(
                 &self.dir.path().join("state.db"),
@@ -39,6 +41,25 @@ impl Backend for Sqlite {
             )
             .unwrap(),
         )
+    }
+}
+
+/// Its own etcd per test (revisions are global to an etcd); reopening is a new client.
+struct Etcd {
+    server: etcd_server::EtcdServer,
+}
+
+impl Etcd {
+    async fn start() -> Self {
+        Etcd {
+            server: etcd_server::EtcdServer::start().await,
+        }
+    }
+}
+
+impl Backend for Etcd {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.server.store().await)
     }
 }
 
@@ -222,41 +243,135 @@ async fn compaction_answers_gone(s: Arc<dyn Store>) {
     assert_eq!(ev.kv.key, "/k/b");
 }
 
+async fn edge_cases(s: Arc<dyn Store>) {
+    let a = s.create("/e/a", b"1".to_vec()).await.unwrap();
+    // Unconditional writes (expected 0) need the key to exist.
+    let a2 = s.update("/e/a", b"2".to_vec(), 0).await.unwrap();
+    assert_eq!(a2.create_revision, a.create_revision);
+    assert_eq!(a2.mod_revision, a.mod_revision + 1);
+    assert_eq!(
+        s.update("/e/missing", b"x".to_vec(), 0).await,
+        Err(StoreError::NotFound("/e/missing".into()))
+    );
+    assert_eq!(
+        s.delete("/e/missing", 7).await,
+        Err(StoreError::NotFound("/e/missing".into()))
+    );
+    assert_eq!(
+        s.update("/e/a", b"3".to_vec(), a.mod_revision).await,
+        Err(StoreError::Conflict {
+            key: "/e/a".into(),
+            expected: a.mod_revision,
+            current: a2.mod_revision,
+        })
+    );
+    assert_eq!(
+        s.delete("/e/a", a.mod_revision).await,
+        Err(StoreError::Conflict {
+            key: "/e/a".into(),
+            expected: a.mod_revision,
+            current: a2.mod_revision,
+        })
+    );
+    // Paging boundaries.
+    s.create("/e/b", b"b".to_vec()).await.unwrap();
+    let exact = s
+        .list(ListOptions {
+            prefix: "/e/",
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(exact.items.len(), 2);
+    assert!(!exact.more, "a page holding the last key says no more");
+    let after_last = s
+        .list(ListOptions {
+            prefix: "/e/",
+            start_after: Some("/e/b"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(after_last.items.is_empty() && !after_last.more);
+    let current = s.current_revision().await.unwrap();
+    assert_eq!(exact.revision, current);
+    assert_eq!(
+        s.list(ListOptions {
+            prefix: "/e/",
+            revision: current + 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err(),
+        StoreError::FutureRevision {
+            requested: current + 10,
+            current,
+        }
+    );
+    // A watch from a future revision waits for it.
+    let mut w = s.watch("/e/", current + 1).await.unwrap();
+    let b = s.update("/e/b", b"b2".to_vec(), 0).await.unwrap();
+    assert_eq!(b.mod_revision, current + 1);
+    // Delete: the answer and the event carry the last value and the incarnation.
+    let d = s.delete("/e/a", 0).await.unwrap();
+    assert_eq!(d.key, "/e/a");
+    assert_eq!(d.value, b"2");
+    assert_eq!(d.create_revision, a.create_revision);
+    assert_eq!(d.mod_revision, current + 2);
+    let ev = w.next().await.unwrap().unwrap();
+    assert_eq!(ev.kind, EventKind::Delete);
+    assert_eq!(ev.kv, d);
+    assert_eq!(ev.prev, Some(a2));
+    assert_eq!(s.count("/e/").await.unwrap(), 1);
+    assert_eq!(s.get("/e/a").await.unwrap(), None);
+}
+
 macro_rules! contract {
     ($backend:ident, $make:expr) => {
         mod $backend {
             use super::*;
             #[tokio::test]
             async fn crud() {
-                super::crud($make.open()).await
+                let b = $make;
+                super::crud(b.open().await).await
             }
             #[tokio::test]
             async fn paged_list_is_consistent() {
-                super::paged_list_is_consistent($make.open()).await
+                let b = $make;
+                super::paged_list_is_consistent(b.open().await).await
             }
             #[tokio::test]
             async fn watch_sees_every_change_in_order() {
-                super::watch_sees_every_change_in_order($make.open()).await
+                let b = $make;
+                super::watch_sees_every_change_in_order(b.open().await).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_writers_get_distinct_revisions() {
-                super::concurrent_writers_get_distinct_revisions($make.open()).await
+                let b = $make;
+                super::concurrent_writers_get_distinct_revisions(b.open().await).await
+            }
+            #[tokio::test]
+            async fn edge_cases() {
+                let b = $make;
+                super::edge_cases(b.open().await).await
             }
             #[tokio::test]
             async fn compaction_answers_gone() {
-                super::compaction_answers_gone($make.open()).await
+                let b = $make;
+                super::compaction_answers_gone(b.open().await).await
             }
             #[tokio::test]
             async fn state_and_watches_survive_reopen() {
                 let b = $make;
-                let s = b.open();
+                let s = b.open().await;
                 let start = s.current_revision().await.unwrap();
                 let a = s.create("/r/a", b"1".to_vec()).await.unwrap();
                 s.update("/r/a", b"2".to_vec(), a.mod_revision)
                     .await
                     .unwrap();
                 drop(s);
-                let s = b.open();
+                let s = b.open().await;
                 assert_eq!(s.get("/r/a").await.unwrap().unwrap().value, b"2");
                 assert_eq!(s.current_revision().await.unwrap(), a.mod_revision + 1);
                 let evs: Vec<_> = s.watch("/r/", start).await.unwrap().take(2).collect().await;
@@ -269,6 +384,7 @@ macro_rules! contract {
 }
 
 contract!(sqlite, Sqlite::new());
+contract!(etcd, Etcd::start().await);
 
 /// Automatic compaction keeps the database near the size of the live data.
 #[tokio::test]
@@ -278,7 +394,7 @@ async fn sqlite_auto_compaction_bounds_history() {
         compact_slack: 50,
         ..Default::default()
     });
-    let s = b.open();
+    let s = b.open().await;
     let mut revs = Vec::new();
     for i in 0..20 {
         revs.push(
