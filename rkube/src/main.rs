@@ -49,6 +49,15 @@ struct ServerArgs {
     /// External datastore (etcd: http(s)://host:2379,...). Default: embedded SQLite.
     #[arg(long, env = "RKUBE_DATASTORE_ENDPOINT")]
     datastore_endpoint: Option<String>,
+    /// CA file for TLS to the datastore.
+    #[arg(long, env = "RKUBE_DATASTORE_CAFILE")]
+    datastore_cafile: Option<PathBuf>,
+    /// Client certificate for TLS to the datastore.
+    #[arg(long, env = "RKUBE_DATASTORE_CERTFILE")]
+    datastore_certfile: Option<PathBuf>,
+    /// Client key for TLS to the datastore.
+    #[arg(long, env = "RKUBE_DATASTORE_KEYFILE")]
+    datastore_keyfile: Option<PathBuf>,
     /// Shared secret agents use to join (default: generated into <data-dir>/server/token).
     #[arg(long, short = 't', env = "RKUBE_TOKEN")]
     token: Option<String>,
@@ -139,7 +148,11 @@ async fn server(args: ServerArgs) -> Result<()> {
     };
     let store = storage::open(
         args.datastore_endpoint.as_deref(),
-        &storage::TlsFiles::default(),
+        &storage::TlsFiles {
+            ca_file: args.datastore_cafile.clone(),
+            cert_file: args.datastore_certfile.clone(),
+            key_file: args.datastore_keyfile.clone(),
+        },
         &args.data_dir,
     )
     .await
@@ -190,9 +203,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         args.node_name.clone().unwrap_or_else(hostname),
         std::process::id()
     );
-    let controllers = tokio::spawn(async move {
-        controllers::run(client, &identity, Default::default(), rx).await
-    });
+    let controllers =
+        tokio::spawn(
+            async move { controllers::run(client, &identity, Default::default(), rx).await },
+        );
     // Any component ending is fatal: the process exits and its supervisor restarts it.
     tokio::select! {
         r = serving => r.context("the API server panicked")?,
@@ -206,7 +220,14 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "rkube".into())
 }
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("rkube: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")

@@ -713,3 +713,17 @@ fn every_kubectl_minor() {
         scenario(&c, &k);
     }
 }
+
+#[test]
+fn every_kubectl_minor_on_etcd() {
+    let etcd = support::etcd::EtcdCluster::start(1);
+    let endpoint = etcd.endpoints();
+    let c = Cluster::start_in(
+        tempfile::tempdir().unwrap(),
+        &["--datastore-endpoint", &endpoint],
+    );
+    for k in kubectls() {
+        eprintln!("== {} (etcd)", k.display());
+        scenario(&c, &k);
+    }
+}

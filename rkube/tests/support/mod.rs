@@ -2,6 +2,8 @@
 //! and stock kubectl binaries pointed at it.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 pub struct Cluster {
     child: Option<Child>,
+    extra: Vec<String>,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub url: String,
@@ -66,11 +69,17 @@ impl Cluster {
         let (child, url) = spawn(dir.path(), &kubeconfig, &log, extra);
         Cluster {
             child: Some(child),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             dir,
             kubeconfig,
             url,
             log,
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// kill -9, as a crash would.
@@ -84,7 +93,8 @@ impl Cluster {
     /// Starts the server again on the same data dir.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, url) = spawn(self.dir.path(), &self.kubeconfig, &self.log, &[]);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (child, url) = spawn(self.dir.path(), &self.kubeconfig, &self.log, &extra);
         self.child = Some(child);
         self.url = url;
     }
