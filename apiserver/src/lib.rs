@@ -165,7 +165,7 @@ async fn dispatch(State(app): State<Arc<App>>, req: http::Request<Body>) -> Resp
             .unwrap_or(Identity::Anonymous);
     }
     let route = request::route(parts.uri.path());
-    let public = matches!(route, Route::Health(_) | Route::Version);
+    let public = matches!(route, Route::Health(_) | Route::Version | Route::CaCerts);
     let labels = metrics::labels(&parts.method, &route);
     let resp = if identity == Identity::Anonymous && !public {
         ApiError::unauthorized().into_response()
@@ -233,6 +233,12 @@ async fn route_request(
             Ok((StatusCode::OK, "ok").into_response())
         }
         Route::Metrics => Ok(app.metrics.render().into_response()),
+        Route::CaCerts => {
+            get_only()?;
+            let pem = std::fs::read(pki::Pki::at(&app.cfg.data_dir).ca_cert)
+                .map_err(|e| ApiError::internal(format!("cannot read the cluster CA: {e}")))?;
+            Ok((StatusCode::OK, pem).into_response())
+        }
         Route::Api | Route::Apis => {
             get_only()?;
             let core = matches!(route, Route::Api);

@@ -24,6 +24,8 @@ pub enum Route {
     Version,
     Health(&'static str),
     Metrics,
+    /// The cluster CA (k3s's `/cacerts`), for agents to pin against the join token.
+    CaCerts,
     OpenApiV2,
     OpenApiV3,
     OpenApiV3Doc(String),
@@ -56,6 +58,7 @@ pub fn route(path: &str) -> Route {
         ["livez", ..] => Route::Health("livez"),
         ["readyz", ..] => Route::Health("readyz"),
         ["metrics"] => Route::Metrics,
+        ["cacerts"] => Route::CaCerts,
         ["openapi", "v2"] => Route::OpenApiV2,
         ["openapi", "v3"] => Route::OpenApiV3,
         ["openapi", "v3", rest @ ..] => Route::OpenApiV3Doc(rest.join("/")),

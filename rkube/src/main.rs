@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod join;
+
 #[derive(Parser)]
 #[command(
     name = "rkube",
@@ -24,6 +26,39 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Join an existing server as a node.
     Agent(AgentArgs),
+    /// Run simulated nodes (no containers) against a server, to measure the control plane.
+    HollowNodes(HollowArgs),
+}
+
+#[derive(Args, Debug)]
+struct HollowArgs {
+    /// URL of the server to join.
+    #[arg(long, short = 's')]
+    server: String,
+    /// The server's join token (<data-dir>/server/token).
+    #[arg(long, short = 't')]
+    token: String,
+    /// How many nodes.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Nodes are named <prefix>-0 .. <prefix>-(count-1).
+    #[arg(long, default_value = "hollow")]
+    name_prefix: String,
+    /// CPUs of each node.
+    #[arg(long, default_value = "4")]
+    cpu: String,
+    /// Memory of each node.
+    #[arg(long, default_value = "16Gi")]
+    memory: String,
+    /// Pods each node takes.
+    #[arg(long, default_value_t = 110)]
+    pods: u32,
+    /// Labels of the nodes (key=value), as k3s's --node-label.
+    #[arg(long)]
+    node_label: Vec<String>,
+    /// Taints of the nodes (key=value:Effect), as k3s's --node-taint.
+    #[arg(long)]
+    node_taint: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +238,22 @@ async fn server(args: ServerArgs) -> Result<()> {
         args.node_name.clone().unwrap_or_else(hostname),
         std::process::id()
     );
+    let scheduler = {
+        let elector = controllers::leader::Elector::new(
+            client.clone(),
+            "kube-scheduler",
+            &identity,
+            Default::default(),
+        );
+        let client = client.clone();
+        let mut rx = rx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                r = elector.run(|| scheduler::run(client.clone())) => r,
+                _ = rx.changed() => Ok(()),
+            }
+        })
+    };
     let controllers =
         tokio::spawn(
             async move { controllers::run(client, &identity, Default::default(), rx).await },
@@ -211,7 +262,64 @@ async fn server(args: ServerArgs) -> Result<()> {
     tokio::select! {
         r = serving => r.context("the API server panicked")?,
         r = controllers => r.context("the controllers panicked")?,
+        r = scheduler => r.context("the scheduler panicked")?,
     }
+}
+
+async fn hollow_nodes(args: HollowArgs) -> Result<()> {
+    let client = join::client(&args.server, &args.token).await?;
+    let labels = args
+        .node_label
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--node-label {l:?} must be key=value"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let taints = args
+        .node_taint
+        .iter()
+        .map(|t| parse_taint(t))
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = hollow::HollowConfig {
+        count: args.count,
+        name_prefix: args.name_prefix,
+        cpu: args.cpu,
+        memory: args.memory,
+        pods: args.pods,
+        labels,
+        taints,
+        pod_cidr_base: None,
+    };
+    eprintln!(
+        "rkube hollow-nodes: running {} simulated nodes against {}",
+        cfg.count, args.server
+    );
+    tokio::select! {
+        r = hollow::run(client, cfg) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// `key=value:Effect` or `key:Effect`, as k3s's --node-taint.
+fn parse_taint(s: &str) -> Result<k8s_openapi::api::core::v1::Taint> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .with_context(|| format!("--node-taint {s:?} must be key=value:Effect"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        bail!("--node-taint {s:?}: the effect must be NoSchedule, PreferNoSchedule or NoExecute");
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (kv.to_string(), None),
+    };
+    Ok(k8s_openapi::api::core::v1::Taint {
+        key,
+        value,
+        effect: effect.to_string(),
+        time_added: None,
+    })
 }
 
 fn hostname() -> String {
@@ -240,6 +348,7 @@ fn real_main() -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Server(args) => rt.block_on(server(*args)),
+        Command::HollowNodes(args) => rt.block_on(hollow_nodes(args)),
         Command::Agent(args) => bail!(
             "rkube agent is not available yet (asked to join {} with a token of {} characters): \
              run `rkube server` on this machine instead",
