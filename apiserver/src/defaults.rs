@@ -10,6 +10,18 @@ use crate::validation::{b64_encode, Quantity, VOLUME_SOURCES};
 use serde_json::{json, Map, Value};
 
 /// Applies upstream's defaults for `kind` to `obj` in place.
+static NOT_READY_TOLERATION: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(300);
+static UNREACHABLE_TOLERATION: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(300);
+
+/// The tolerationSeconds the DefaultTolerationSeconds admission gives pods for the
+/// not-ready and unreachable taints (kube-apiserver's `--default-not-ready-toleration-seconds`
+/// and `--default-unreachable-toleration-seconds`, 300 by default). Process-wide.
+pub fn set_default_toleration_seconds(not_ready: i64, unreachable: i64) {
+    NOT_READY_TOLERATION.store(not_ready, std::sync::atomic::Ordering::Relaxed);
+    UNREACHABLE_TOLERATION.store(unreachable, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub fn apply_defaults(kind: &str, obj: &mut Value) {
     match kind {
         "Pod" => pod(obj),
@@ -411,7 +423,12 @@ fn pod(p: &mut Value) {
     .filter(|k| !tolerates(k))
     .collect();
     for key in missing {
-        let t = json!({ "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300 });
+        let secs = if key.ends_with("not-ready") {
+            NOT_READY_TOLERATION.load(std::sync::atomic::Ordering::Relaxed)
+        } else {
+            UNREACHABLE_TOLERATION.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let t = json!({ "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": secs });
         let list = as_map(spec).entry("tolerations").or_insert(Value::Null);
         if !list.is_array() {
             *list = json!([]);

@@ -177,7 +177,26 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             g.not_ready.push(pod.clone());
         }
     }
-    write_endpoints(&ctx.client, &svc, &groups).await?;
+    // Endpoints leave terminating pods out (unless published); slices keep them, marked.
+    let endpoints_groups: BTreeMap<_, Group> = groups
+        .iter()
+        .map(|(k, g)| {
+            let live = |ps: &Vec<Arc<Pod>>| -> Vec<Arc<Pod>> {
+                ps.iter()
+                    .filter(|p| publish_not_ready || p.metadata.deletion_timestamp.is_none())
+                    .cloned()
+                    .collect()
+            };
+            (
+                k.clone(),
+                Group {
+                    ready: live(&g.ready),
+                    not_ready: live(&g.not_ready),
+                },
+            )
+        })
+        .collect();
+    write_endpoints(&ctx.client, &svc, &endpoints_groups).await?;
     write_slices(&ctx.client, &svc, &groups).await?;
     let _ = name;
     Ok(Action::await_change())

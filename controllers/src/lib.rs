@@ -5,6 +5,7 @@
 //!   finalizer (and so goes away); every active namespace has a `default` ServiceAccount.
 //! - [`replication`]: ReplicationControllers keep their replicas.
 //! - [`endpoints`]: Endpoints and EndpointSlices follow Service selectors and pod readiness.
+//! - [`nodes`]: node lifecycle (unreachable taints, NoExecute eviction), node IPAM, pod GC.
 //! - [`gc`]: objects whose owners are gone go too; orphan and foreground deletion.
 //! - [`leader`]: Lease-based leader election; only the leader's controllers act.
 
@@ -12,6 +13,7 @@ pub mod endpoints;
 pub mod gc;
 pub mod leader;
 pub mod namespace;
+pub mod nodes;
 pub mod replication;
 
 use std::time::Duration;
@@ -26,18 +28,20 @@ pub async fn run(
     client: kube::Client,
     identity: &str,
     timings: leader::Timings,
+    nodes: nodes::NodeConfig,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let elector = leader::Elector::new(client.clone(), LEASE, identity, timings);
     tokio::select! {
-        r = elector.run(|| all(client.clone())) => r,
+        r = elector.run(|| all(client.clone(), nodes.clone())) => r,
         _ = shutdown.changed() => Ok(()),
     }
 }
 
 /// Every controller; the first to end ends them all.
-async fn all(client: kube::Client) -> anyhow::Result<()> {
+async fn all(client: kube::Client, node_cfg: nodes::NodeConfig) -> anyhow::Result<()> {
     tokio::select! {
+        r = nodes::run(client.clone(), node_cfg) => r,
         r = namespace::run(client.clone()) => r,
         r = replication::run(client.clone()) => r,
         r = gc::run(client.clone()) => r,

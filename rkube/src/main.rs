@@ -117,6 +117,16 @@ struct ServerArgs {
     /// Extra names and addresses for the serving certificate.
     #[arg(long)]
     tls_san: Vec<String>,
+    /// How long a node may stop renewing its lease before it is marked unreachable
+    /// (seconds; kube-controller-manager's --node-monitor-grace-period).
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
+    /// tolerationSeconds given to pods for the not-ready taint (kube-apiserver's flag).
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// tolerationSeconds given to pods for the unreachable taint (kube-apiserver's flag).
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
     /// Run without the kubelet and proxy: the API and controllers only.
     #[arg(long)]
     disable_agent: bool,
@@ -181,6 +191,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         node_port_range: parse_port_range(&args.service_node_port_range)?,
         tls_sans: args.tls_san.clone(),
     };
+    apiserver::defaults::set_default_toleration_seconds(
+        args.default_not_ready_toleration_seconds,
+        args.default_unreachable_toleration_seconds,
+    );
     let store = storage::open(
         args.datastore_endpoint.as_deref(),
         &storage::TlsFiles {
@@ -254,10 +268,13 @@ async fn server(args: ServerArgs) -> Result<()> {
             }
         })
     };
-    let controllers =
-        tokio::spawn(
-            async move { controllers::run(client, &identity, Default::default(), rx).await },
-        );
+    let node_cfg = controllers::nodes::NodeConfig {
+        grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        cluster_cidr: args.cluster_cidr.clone(),
+    };
+    let controllers = tokio::spawn(async move {
+        controllers::run(client, &identity, Default::default(), node_cfg, rx).await
+    });
     // Any component ending is fatal: the process exits and its supervisor restarts it.
     tokio::select! {
         r = serving => r.context("the API server panicked")?,
