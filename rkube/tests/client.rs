@@ -127,7 +127,7 @@ async fn a_watch_from_a_compacted_revision_gets_410_gone() {
         .await
         .unwrap();
     let old_rv = first.metadata.resource_version.clone().unwrap();
-    // Enough writes for automatic compaction (which keeps 1000 revisions) to pass old_rv.
+    // Enough writes for automatic compaction (which keeps a few hundred revisions) to pass old_rv.
     let mut tasks = Vec::new();
     for t in 0..16 {
         let api = api.clone();

@@ -45,8 +45,11 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            retain: 1000,
-            compact_slack: 500,
+            // History is for watchers that fell behind the in-memory ring and for paged
+            // lists; keeping it at most half the size of a typical live set keeps the
+            // database under twice the live data however many updates it takes.
+            retain: 250,
+            compact_slack: 250,
             ring: 1024,
             readers: 4,
             max_batch: 512,
@@ -129,6 +132,10 @@ fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     if !read_only {
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Checkpoint every 1 MiB of WAL and truncate it back to that size afterwards, so
+        // the WAL does not stay at its high-water mark.
+        conn.pragma_update(None, "wal_autocheckpoint", 256)?;
+        conn.pragma_update(None, "journal_size_limit", 1024 * 1024)?;
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
