@@ -74,6 +74,10 @@ impl Filter {
         Ok(Filter { label, field, res })
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.label.is_empty() && self.field.is_empty()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         (self.label.is_empty() || self.label.matches(&object::labels(obj)))
             && (self.field.is_empty()
@@ -276,6 +280,9 @@ impl App {
         }
         // A field selector on metadata.name narrows the scan to one key.
         let only_name = filter.field.required_value("metadata.name");
+        // Plain lists are assembled from the stored bytes without decoding them.
+        let fast = accept == Accept::Json && filter.is_empty() && t.res.stored_as.is_none();
+        let mut raw_items: Vec<(Vec<u8>, i64)> = Vec::new();
         let mut items = Vec::new();
         let mut more;
         let mut last_key = String::new();
@@ -286,7 +293,11 @@ impl App {
                     prefix: &prefix,
                     start_after: start_after.as_deref(),
                     revision,
-                    limit: if limit == 0 { 0 } else { (limit - items.len()).max(1) },
+                    limit: if limit == 0 {
+                        0
+                    } else {
+                        (limit - items.len() - raw_items.len()).max(1)
+                    },
                 })
                 .await
                 .map_err(|e| match e {
@@ -309,12 +320,16 @@ impl App {
                         continue;
                     }
                 }
+                if fast {
+                    raw_items.push((kv.value, kv.mod_revision));
+                    continue;
+                }
                 let obj = t.res.decode(&kv.value, kv.mod_revision);
                 if filter.matches(&obj) {
                     items.push(obj);
                 }
             }
-            if !more || limit == 0 || items.len() >= limit {
+            if !more || limit == 0 || items.len() + raw_items.len() >= limit {
                 break;
             }
             start_after = Some(last_key.clone());
@@ -325,6 +340,37 @@ impl App {
             None
         };
         let rv = revision.to_string();
+        if fast {
+            let mut meta = json!({"resourceVersion": rv});
+            if let Some(c) = cont {
+                meta["continue"] = json!(c);
+            }
+            let mut out = Vec::with_capacity(
+                raw_items.iter().map(|(b, _)| b.len() + 40).sum::<usize>() + 256,
+            );
+            out.extend_from_slice(
+                format!(
+                    "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+                    t.res.kind,
+                    t.res.api_version(),
+                    meta
+                )
+                .as_bytes(),
+            );
+            for (i, (bytes, rev)) in raw_items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                object::splice_resource_version(&mut out, bytes, *rev);
+            }
+            out.extend_from_slice(b"]}");
+            let mut r = (StatusCode::OK, out).into_response();
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return Ok(r);
+        }
         match accept {
             Accept::Table => Ok(json_response(
                 StatusCode::OK,

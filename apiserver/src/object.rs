@@ -82,3 +82,46 @@ pub fn decode_stored(bytes: &[u8], rev: i64) -> Value {
 pub fn path<'a>(obj: &'a Value, p: &str) -> Option<&'a Value> {
     p.split('.').try_fold(obj, |v, k| v.get(k))
 }
+
+/// Appends the stored object `bytes` to `out` with `metadata.resourceVersion` set to `rev`,
+/// without decoding it (stored objects are written by [`encode_stored`]: `metadata` is an
+/// object that comes before any field that could contain the text `"metadata":{`).
+pub fn splice_resource_version(out: &mut Vec<u8>, bytes: &[u8], rev: i64) {
+    const META: &[u8] = b"\"metadata\":{";
+    match bytes.windows(META.len()).position(|w| w == META) {
+        Some(i) => {
+            let at = i + META.len();
+            out.extend_from_slice(&bytes[..at]);
+            out.extend_from_slice(format!("\"resourceVersion\":\"{rev}\"").as_bytes());
+            if bytes.get(at) != Some(&b'}') {
+                out.push(b',');
+            }
+            out.extend_from_slice(&bytes[at..]);
+        }
+        None => {
+            let v = decode_stored(bytes, rev);
+            out.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn splicing_matches_decoding() {
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}),
+            json!({"kind": "X"}),
+        ] {
+            let stored = encode_stored(&obj);
+            let mut out = Vec::new();
+            splice_resource_version(&mut out, &stored, 42);
+            let spliced: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(spliced, decode_stored(&stored, 42));
+        }
+    }
+}
