@@ -88,6 +88,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         if let Err(e) = sweep(&client, &kinds).await {
             tracing::warn!(error = %e, "garbage collection pass failed; retrying");
         }
+        // Coalesce bursts of changes: a sweep reads every object, so at most two a second.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         // Wait for a change, or look again in a while (owners can vanish between passes).
         let _ = tokio::time::timeout(Duration::from_secs(30), dirty.recv()).await;
     }

@@ -3,10 +3,11 @@
 //! the pods were bound. Nothing runs on the fake nodes.
 //!
 //! ```text
-//! cargo run --release -p rkube-scheduler --example load -- [nodes] [pods] [backlog|stream]
+//! cargo run --release -p rkube-scheduler --example load -- [nodes] [pods] [backlog|stream|builtin]
 //! ```
 //! `backlog` (the default) creates every pod first and times the scheduler alone;
-//! `stream` starts the scheduler first and times creation and binding together. The
+//! `stream` starts the scheduler first and times creation and binding together;
+//! `builtin` is `stream` with the cluster's own scheduler (none runs here). The
 //! namespace `sched-load-<time>` and the nodes `load-node-*` are deleted at the end.
 
 use std::collections::HashSet;
@@ -37,7 +38,10 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let nodes: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(100);
     let pods: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(3000);
-    let stream = args.get(2).is_some_and(|m| m == "stream");
+    let mode = args.get(2).map(String::as_str).unwrap_or("backlog");
+    let stream = mode != "backlog";
+    // `builtin`: the server runs the scheduler; this process only creates and counts.
+    let builtin = mode == "builtin";
     let client = kube::Client::try_default().await?;
     let ns_name = format!(
         "sched-load-{}",
@@ -119,7 +123,12 @@ async fn main() -> anyhow::Result<()> {
     let sched;
     let cpu_before;
     if stream {
-        sched = tokio::spawn(scheduler::run(client.clone()));
+        sched = tokio::spawn(async move {
+            if builtin {
+                std::future::pending::<()>().await;
+            }
+            scheduler::run(client.clone()).await
+        });
         start = Instant::now();
         cpu_before = cpu_time();
         let took = create(pod_api.clone()).await?;
@@ -141,7 +150,10 @@ async fn main() -> anyhow::Result<()> {
         pods as f64 / took.as_secs_f64()
     );
     sched.abort();
-    println!("this process used {:?} of CPU meanwhile", cpu_time() - cpu_before);
+    println!(
+        "this process used {:?} of CPU meanwhile",
+        cpu_time() - cpu_before
+    );
 
     let per_node = pod_api
         .list(&ListParams::default())

@@ -506,7 +506,13 @@ mod tests {
             ))),
         );
         let owner = |kind: &str, api: &str, name: &str| json!({"metadata": {"ownerReferences": [{"apiVersion": api, "kind": kind, "name": name, "uid": "u", "controller": true}]}});
-        let cases: Vec<(serde_json::Value, serde_json::Value, &[(&str, &str)], bool)> = vec![
+        type Case = (
+            serde_json::Value,
+            serde_json::Value,
+            &'static [(&'static str, &'static str)],
+            bool,
+        );
+        let cases: Vec<Case> = vec![
             // (labels, extra, a label set that must match, whether the selector is empty)
             (json!({"x": "y"}), json!({}), &[], true),
             (

@@ -154,12 +154,28 @@ impl Constraint {
     }
 }
 
-/// `countPodsMatchSelector`: pods of the namespace, not terminating, that match.
-pub fn count_matching(node: &NodeInfo, selector: &Selector, ns: &str) -> i64 {
-    node.pods
+/// The memo key of a (selector, namespace) pair for [`count_matching`].
+pub fn count_key(selector: &Selector, ns: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    selector.hash(&mut h);
+    ns.hash(&mut h);
+    h.finish()
+}
+
+/// `countPodsMatchSelector`: pods of the namespace, not terminating, that match
+/// (memoized per node under `key`, from [`count_key`]).
+pub fn count_matching(node: &NodeInfo, selector: &Selector, ns: &str, key: u64) -> i64 {
+    if let Some(n) = node.count_memo.borrow().get(&key) {
+        return *n;
+    }
+    let n = node
+        .pods
         .iter()
         .filter(|p| !p.terminating() && p.namespace() == ns && selector.matches(p.labels()))
-        .count() as i64
+        .count() as i64;
+    node.count_memo.borrow_mut().insert(key, n);
+    n
 }
 
 type TopologyCounts = HashMap<(String, String), i64>;
@@ -278,7 +294,8 @@ fn affinity_filter(s: &AffinityState, node: &NodeInfo) -> Option<Status> {
     }
     // The first of a series of pods with affinity to each other may go anywhere its
     // terms' topologies exist, if no pod matches them yet.
-    if !pods_exist && !(s.affinity_counts.is_empty() && s.matches_own_terms) {
+    let first_of_series = s.affinity_counts.is_empty() && s.matches_own_terms;
+    if !(pods_exist || first_of_series) {
         return Some(Status::new(
             Code::UnschedulableAndUnresolvable,
             Plugin::InterPodAffinity,
@@ -333,6 +350,10 @@ fn spread_pre_filter(pod: &PodInfo, cache: &Cache) -> Option<SpreadState> {
         return None;
     }
     let mut counts = vec![HashMap::new(); constraints.len()];
+    let keys: Vec<u64> = constraints
+        .iter()
+        .map(|c| count_key(&c.selector, pod.namespace()))
+        .collect();
     for node in cache.nodes() {
         let labels = node.labels();
         if !constraints
@@ -344,9 +365,9 @@ fn spread_pre_filter(pod: &PodInfo, cache: &Cache) -> Option<SpreadState> {
         // As upstream: one count per topology pair (the last constraint with the key
         // wins), added to every constraint with that key.
         let mut pairs: HashMap<&str, i64> = HashMap::new();
-        for c in &constraints {
+        for (c, key) in constraints.iter().zip(&keys) {
             if c.includes(pod, node) {
-                let n = count_matching(node, &c.selector, pod.namespace());
+                let n = count_matching(node, &c.selector, pod.namespace(), *key);
                 pairs.insert(c.topology_key.as_str(), n);
             }
         }
@@ -469,12 +490,15 @@ pub fn untolerated_taint<'a>(taints: &'a [Taint], tolerations: &[Toleration]) ->
 }
 
 pub fn node_unschedulable(pod: &PodInfo, node: &NodeInfo) -> Option<Status> {
+    if !node.unschedulable() {
+        return None;
+    }
     let taint = Taint {
         key: "node.kubernetes.io/unschedulable".to_string(),
         effect: "NoSchedule".to_string(),
         ..Default::default()
     };
-    (node.unschedulable() && !tolerated(pod.tolerations(), &taint)).then(|| {
+    (!tolerated(pod.tolerations(), &taint)).then(|| {
         Status::new(
             Code::UnschedulableAndUnresolvable,
             Plugin::NodeUnschedulable,

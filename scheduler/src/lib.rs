@@ -5,10 +5,11 @@
 //!   flight), namespaces, services and controllers, fed by watches.
 //! - [`queue`]: the scheduling queue (active, back-off, unschedulable, gated).
 //! - [`filter`], [`score`]: upstream's default filter and score plugins, pure functions
-//!   of a pod and a node snapshot; [`cycle`]: one scheduling cycle and the
-//!   `FitError` message.
-//! - This module: the I/O. One task owns the cache and the queue and schedules pods one
-//!   at a time on the in-memory snapshot; bindings (`pods/binding`, at most
+//!   of a pod and a node snapshot; [`cycle`]: one scheduling cycle and the `FitError`
+//!   message; [`state`]: the state machine tying watch events, the queue, the cache and
+//!   binding outcomes together.
+//! - This module: the I/O. One task owns the state and schedules pods one at a time on
+//!   the in-memory snapshot; bindings (`pods/binding`, at most
 //!   [`MAX_BINDINGS_IN_FLIGHT`] at once), status patches and events run beside it.
 //!
 //! The scheduler never writes a pod except through `pods/binding` and, for a pod no
@@ -22,10 +23,11 @@ pub mod quantity;
 pub mod queue;
 pub mod score;
 pub mod selector;
+pub mod state;
 #[cfg(test)]
 mod testutil;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -46,24 +48,13 @@ use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-use cache::{Cache, ControllerKind, ControllerSelector, NodeChange, PodChange};
-use cycle::{CycleState, Outcome};
-use nodeinfo::PodInfo;
-use queue::{pod_key, ClusterEvent, Queue};
-use selector::Selector;
+use cycle::Outcome;
+use queue::pod_key;
+pub use state::SCHEDULER_NAME;
+use state::{split_key, BindOutcome, Kind, State, Update};
 
-/// The scheduler name this scheduler serves (and an empty `schedulerName`).
-pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// How many bindings may be in flight at once.
 pub const MAX_BINDINGS_IN_FLIGHT: usize = 16;
-fn max_bindings() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| std::env::var("XB").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_BINDINGS_IN_FLIGHT))
-}
-fn max_writes() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| std::env::var("XW").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_WRITES_IN_FLIGHT))
-}
 /// How many status patches and events may be in flight at once.
 const MAX_WRITES_IN_FLIGHT: usize = 8;
 /// Queued status patches and events beyond this are dropped (as upstream's event
@@ -81,49 +72,45 @@ pub enum Error {
 /// Schedules pods until the future is dropped; returns only on a fatal error.
 pub async fn run(client: kube::Client) -> anyhow::Result<()> {
     let (tx, updates) = mpsc::channel(4096);
-    let mut watches = Vec::new();
-    watches.push(spawn_watch(
-        Api::<Node>::all(client.clone()),
-        tx.clone(),
-        Kind::Node,
-        Update::Node,
-    ));
-    watches.push(spawn_watch(
-        Api::<Pod>::all(client.clone()),
-        tx.clone(),
-        Kind::Pod,
-        Update::Pod,
-    ));
-    watches.push(spawn_watch(
-        Api::<Namespace>::all(client.clone()),
-        tx.clone(),
-        Kind::Namespace,
-        Update::Namespace,
-    ));
-    watches.push(spawn_watch(
-        Api::<Service>::all(client.clone()),
-        tx.clone(),
-        Kind::Service,
-        Update::Service,
-    ));
-    watches.push(spawn_watch(
-        Api::<ReplicationController>::all(client.clone()),
-        tx.clone(),
-        Kind::ReplicationController,
-        Update::ReplicationController,
-    ));
-    watches.push(spawn_watch(
-        Api::<ReplicaSet>::all(client.clone()),
-        tx.clone(),
-        Kind::ReplicaSet,
-        Update::ReplicaSet,
-    ));
-    watches.push(spawn_watch(
-        Api::<StatefulSet>::all(client.clone()),
-        tx,
-        Kind::StatefulSet,
-        Update::StatefulSet,
-    ));
+    let c = &client;
+    let watches = vec![
+        spawn_watch(Api::<Node>::all(c.clone()), tx.clone(), Kind::Node, |e| {
+            Update::Node(Box::new(e))
+        }),
+        spawn_watch(Api::<Pod>::all(c.clone()), tx.clone(), Kind::Pod, |e| {
+            Update::Pod(Box::new(e))
+        }),
+        spawn_watch(
+            Api::<Namespace>::all(c.clone()),
+            tx.clone(),
+            Kind::Namespace,
+            |e| Update::Namespace(Box::new(e)),
+        ),
+        spawn_watch(
+            Api::<Service>::all(c.clone()),
+            tx.clone(),
+            Kind::Service,
+            |e| Update::Service(Box::new(e)),
+        ),
+        spawn_watch(
+            Api::<ReplicationController>::all(c.clone()),
+            tx.clone(),
+            Kind::ReplicationController,
+            |e| Update::ReplicationController(Box::new(e)),
+        ),
+        spawn_watch(
+            Api::<ReplicaSet>::all(c.clone()),
+            tx.clone(),
+            Kind::ReplicaSet,
+            |e| Update::ReplicaSet(Box::new(e)),
+        ),
+        spawn_watch(
+            Api::<StatefulSet>::all(c.clone()),
+            tx,
+            Kind::StatefulSet,
+            |e| Update::StatefulSet(Box::new(e)),
+        ),
+    ];
     // The watches end with this future.
     let _guard = AbortOnDrop(watches);
     let writes = spawn_writer(client.clone());
@@ -139,46 +126,6 @@ impl Drop for AbortOnDrop {
             h.abort();
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kind {
-    Node,
-    Pod,
-    Namespace,
-    Service,
-    ReplicationController,
-    ReplicaSet,
-    StatefulSet,
-}
-
-impl Kind {
-    const ALL: [Kind; 7] = [
-        Kind::Node,
-        Kind::Pod,
-        Kind::Namespace,
-        Kind::Service,
-        Kind::ReplicationController,
-        Kind::ReplicaSet,
-        Kind::StatefulSet,
-    ];
-
-    /// Resources the cluster may not serve: the scheduler works without them.
-    fn optional(self) -> bool {
-        matches!(self, Kind::ReplicaSet | Kind::StatefulSet)
-    }
-}
-
-enum Update {
-    Node(watcher::Event<Node>),
-    Pod(watcher::Event<Pod>),
-    Namespace(watcher::Event<Namespace>),
-    Service(watcher::Event<Service>),
-    ReplicationController(watcher::Event<ReplicationController>),
-    ReplicaSet(watcher::Event<ReplicaSet>),
-    StatefulSet(watcher::Event<StatefulSet>),
-    /// An optional resource is not served.
-    Unserved(Kind),
 }
 
 fn spawn_watch<K>(
@@ -218,6 +165,12 @@ where
 /// A write beside the scheduling loop: fire and forget.
 enum Write {
     Event(Box<Event>),
+    /// A repeat of an event: its new count and last timestamp.
+    EventRepeat {
+        namespace: String,
+        name: String,
+        patch: serde_json::Value,
+    },
     Status {
         namespace: String,
         name: String,
@@ -235,7 +188,7 @@ fn spawn_writer(client: Client) -> mpsc::Sender<Write> {
 
 async fn write_all(client: Client, writes: impl Stream<Item = Write>) {
     writes
-        .for_each_concurrent(max_writes(), |w| {
+        .for_each_concurrent(MAX_WRITES_IN_FLIGHT, |w| {
             let client = client.clone();
             async move {
                 match w {
@@ -244,6 +197,17 @@ async fn write_all(client: Client, writes: impl Stream<Item = Write>) {
                         let api: Api<Event> = Api::namespaced(client, &ns);
                         if let Err(e) = api.create(&PostParams::default(), &ev).await {
                             debug!(error = %e, "event not recorded");
+                        }
+                    }
+                    Write::EventRepeat {
+                        namespace,
+                        name,
+                        patch,
+                    } => {
+                        let api: Api<Event> = Api::namespaced(client, &namespace);
+                        let pp = PatchParams::default();
+                        if let Err(e) = api.patch(&name, &pp, &Patch::Merge(patch)).await {
+                            debug!(error = %e, "event not updated");
                         }
                     }
                     Write::Status {
@@ -275,29 +239,25 @@ struct Bound {
     result: Result<(), kube::Error>,
 }
 
-/// The scheduling loop's state: owned by one task, so the cache, the queue and every
+/// The scheduling loop: owns the [`State`], so the cache, the queue and every
 /// scheduling decision are consistent without locks.
 struct Scheduler {
     client: Client,
-    cache: Cache,
-    queue: Queue,
-    cycle: CycleState,
-    /// Kinds whose initial list is complete (or that are not served).
-    synced: HashSet<Kind>,
-    /// Keys seen since a (re)list began, per kind.
-    listing: BTreeMap<KindKey, HashSet<String>>,
+    state: State,
     in_flight: usize,
     bound_tx: mpsc::UnboundedSender<Bound>,
     bound_rx: mpsc::UnboundedReceiver<Bound>,
     writes: mpsc::Sender<Write>,
     instance: String,
+    /// The last `FailedScheduling` event of each pending pod: a repeat of the same
+    /// message counts up that event (as client-go's event correlator does).
+    failures: HashMap<String, Repeated>,
 }
 
-/// `Kind` as an ordered map key.
-type KindKey = u8;
-
-fn kind_key(k: Kind) -> KindKey {
-    k as u8
+struct Repeated {
+    event: String,
+    message: String,
+    count: i32,
 }
 
 fn now_nanos() -> u128 {
@@ -316,61 +276,29 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Whether this scheduler places the pod: ours, unassigned, not being deleted, not done.
-fn responsible(pod: &Pod) -> bool {
-    let spec = pod.spec.as_ref();
-    let name = spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or("");
-    (name.is_empty() || name == SCHEDULER_NAME) && pod.metadata.deletion_timestamp.is_none()
-}
-
-fn terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded") | Some("Failed")
-    )
-}
-
-fn object_key<K: kube::Resource>(o: &K) -> String {
-    let m = o.meta();
-    match &m.namespace {
-        Some(ns) => format!("{ns}/{}", m.name.as_deref().unwrap_or("")),
-        None => m.name.clone().unwrap_or_default(),
-    }
-}
-
-fn split_key(key: &str) -> (&str, &str) {
-    key.split_once('/').unwrap_or(("", key))
-}
-
 impl Scheduler {
     fn new(client: Client, writes: mpsc::Sender<Write>) -> Scheduler {
         let (bound_tx, bound_rx) = mpsc::unbounded_channel();
         Scheduler {
             client,
-            cache: Cache::new(),
-            queue: Queue::new(),
-            cycle: CycleState::new(now_nanos() as u64),
-            synced: HashSet::new(),
-            listing: BTreeMap::new(),
+            state: State::new(now_nanos() as u64),
             in_flight: 0,
             bound_tx,
             bound_rx,
             writes,
             instance: format!("{SCHEDULER_NAME}-{}", hostname()),
+            failures: HashMap::new(),
         }
-    }
-
-    fn ready(&self) -> bool {
-        Kind::ALL.iter().all(|k| self.synced.contains(k))
     }
 
     async fn run(&mut self, mut updates: mpsc::Receiver<Update>) -> Error {
         let mut was_ready = false;
+        let mut cycles: u64 = 0;
         loop {
             // Apply what the watches delivered, and binding outcomes, before deciding.
             for _ in 0..1024 {
                 match updates.try_recv() {
-                    Ok(u) => self.apply(u),
+                    Ok(u) => self.state.apply(u, Instant::now()),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => return Error::WatchesEnded,
                 }
@@ -379,30 +307,35 @@ impl Scheduler {
                 self.on_bound(b);
             }
             let now = Instant::now();
-            self.queue.flush(now);
-            if self.ready() {
+            if self.state.ready() {
                 if !was_ready {
                     was_ready = true;
                     info!(
-                        nodes = self.cache.node_count(),
-                        pending = self.queue.len(),
+                        nodes = self.state.cache.node_count(),
+                        pending = self.state.queue.len(),
                         "scheduler caches synced"
                     );
                 }
-                if self.in_flight < max_bindings() {
-                    if let Some(pod) = self.queue.pop() {
-                        self.schedule(pod, now);
+                if self.in_flight < MAX_BINDINGS_IN_FLIGHT {
+                    if let Some((pod, outcome)) = self.state.schedule_next(now) {
+                        self.carry_out(pod, outcome);
+                        cycles += 1;
+                        if cycles.is_multiple_of(64) {
+                            // A long run of unschedulable pods must not hold the thread.
+                            tokio::task::yield_now().await;
+                        }
                         continue;
                     }
                 }
             }
             let wake = self
+                .state
                 .queue
                 .next_wakeup()
                 .unwrap_or(now + Duration::from_secs(60));
             tokio::select! {
                 u = updates.recv() => match u {
-                    Some(u) => self.apply(u),
+                    Some(u) => self.state.apply(u, Instant::now()),
                     None => return Error::WatchesEnded,
                 },
                 Some(b) = self.bound_rx.recv() => self.on_bound(b),
@@ -411,18 +344,15 @@ impl Scheduler {
         }
     }
 
-    fn schedule(&mut self, pod: Arc<Pod>, now: Instant) {
-        let info = Arc::new(PodInfo::new(pod.clone()));
-        let key = info.key.clone();
-        match cycle::schedule_one(&self.cache, &info, &mut self.cycle) {
+    fn carry_out(&mut self, pod: Arc<Pod>, outcome: Outcome) {
+        let key = pod_key(&pod);
+        match outcome {
             Outcome::Bind(node) => {
-                self.cache.assume(info, &node);
                 self.in_flight += 1;
                 self.spawn_bind(key, pod, node);
             }
-            Outcome::Unschedulable { message, plugins } => {
+            Outcome::Unschedulable { message, .. } => {
                 debug!(pod = %key, %message, "unschedulable");
-                self.queue.unschedulable(&key, plugins, now);
                 self.report_failure(&pod, "Unschedulable", &message);
             }
         }
@@ -472,30 +402,28 @@ impl Scheduler {
         match b.result {
             Ok(()) => {
                 debug!(pod = %b.key, node = %b.node, "bound");
-                self.queue.done(&b.key);
+                self.state.bound(&b.key, BindOutcome::Bound, now);
+                self.failures.remove(&b.key);
                 let msg = format!("Successfully assigned {} to {}", b.key, b.node);
-                self.event(&b.pod, "Normal", "Scheduled", "Binding", &msg);
+                let _ = self.event(&b.pod, "Normal", "Scheduled", "Binding", &msg);
             }
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
                 // Already bound (or being deleted, or gone): nothing to do.
                 debug!(pod = %b.key, reason = %s.message, "not bound");
-                self.cache.forget(&b.key);
-                self.queue.done(&b.key);
-                self.queue.move_all(ClusterEvent::AssignedPodDelete, now);
+                self.state.bound(&b.key, BindOutcome::Gone, now);
+                self.failures.remove(&b.key);
             }
             Err(e) => {
                 warn!(pod = %b.key, node = %b.node, error = %e, "binding failed");
-                self.cache.forget(&b.key);
-                self.queue.error(&b.key, now);
-                self.queue.move_all(ClusterEvent::AssignedPodDelete, now);
+                self.state.bound(&b.key, BindOutcome::Failed, now);
                 self.report_failure(&b.pod, "SchedulerError", &format!("Binding rejected: {e}"));
             }
         }
     }
 
     /// The pod's `PodScheduled` condition (patched only if it changes) and a
-    /// `FailedScheduling` event.
-    fn report_failure(&self, pod: &Pod, reason: &str, message: &str) {
+    /// `FailedScheduling` event (a repeat of the last one counts it up).
+    fn report_failure(&mut self, pod: &Pod, reason: &str, message: &str) {
         let current = pod
             .status
             .as_ref()
@@ -526,10 +454,38 @@ impl Scheduler {
                 patch,
             });
         }
-        self.event(pod, "Warning", "FailedScheduling", "Scheduling", message);
+        let key = pod_key(pod);
+        if let Some(r) = self.failures.get_mut(&key) {
+            if r.message == message {
+                r.count += 1;
+                let patch = json!({
+                    "count": r.count,
+                    "lastTimestamp": Time(k8s_openapi::jiff::Timestamp::now()),
+                });
+                let w = Write::EventRepeat {
+                    namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                    name: r.event.clone(),
+                    patch,
+                };
+                return self.write(w);
+            }
+        }
+        let event = self.event(pod, "Warning", "FailedScheduling", "Scheduling", message);
+        let r = Repeated {
+            event,
+            message: message.to_string(),
+            count: 1,
+        };
+        self.failures.insert(key, r);
+        // Forget pods that left the queue (bound elsewhere, deleted).
+        if self.failures.len() > 2 * self.state.queue.len() + 1024 {
+            let queue = &self.state.queue;
+            self.failures.retain(|k, _| queue.place(k).is_some());
+        }
     }
 
-    fn event(&self, pod: &Pod, type_: &str, reason: &str, action: &str, message: &str) {
+    /// Records an event about the pod; returns the event's name.
+    fn event(&self, pod: &Pod, type_: &str, reason: &str, action: &str, message: &str) -> String {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -541,9 +497,10 @@ impl Scheduler {
             }
             message.truncate(cut);
         }
+        let event_name = format!("{name}.{:x}", now_nanos());
         let ev = Event {
             metadata: ObjectMeta {
-                name: Some(format!("{name}.{:x}", now_nanos())),
+                name: Some(event_name.clone()),
                 namespace: Some(ns.clone()),
                 ..Default::default()
             },
@@ -572,213 +529,12 @@ impl Scheduler {
             ..Default::default()
         };
         self.write(Write::Event(Box::new(ev)));
+        event_name
     }
 
     fn write(&self, w: Write) {
         if self.writes.try_send(w).is_err() {
             debug!("write queue full; dropped a status patch or event");
         }
-    }
-
-    /// Applies a watch event, with upstream informers' relist semantics: what a relist
-    /// did not show is deleted.
-    fn apply(&mut self, u: Update) {
-        match u {
-            Update::Node(e) => {
-                self.apply_event(Kind::Node, e, Self::on_node, Self::on_node_deleted)
-            }
-            Update::Pod(e) => self.apply_event(Kind::Pod, e, Self::on_pod, Self::on_pod_deleted),
-            Update::Namespace(e) => {
-                self.apply_event(Kind::Namespace, e, Self::on_namespace, |s, k| {
-                    s.cache.remove_namespace(k)
-                })
-            }
-            Update::Service(e) => self.apply_event(Kind::Service, e, Self::on_service, |s, k| {
-                let (ns, name) = split_key(k);
-                s.cache.remove_service(ns, name)
-            }),
-            Update::ReplicationController(e) => {
-                self.apply_event(Kind::ReplicationController, e, Self::on_rc, |s, k| {
-                    let (ns, name) = split_key(k);
-                    s.cache
-                        .remove_controller(ControllerKind::ReplicationController, ns, name)
-                })
-            }
-            Update::ReplicaSet(e) => self.apply_event(Kind::ReplicaSet, e, Self::on_rs, |s, k| {
-                let (ns, name) = split_key(k);
-                s.cache
-                    .remove_controller(ControllerKind::ReplicaSet, ns, name)
-            }),
-            Update::StatefulSet(e) => {
-                self.apply_event(Kind::StatefulSet, e, Self::on_ss, |s, k| {
-                    let (ns, name) = split_key(k);
-                    s.cache
-                        .remove_controller(ControllerKind::StatefulSet, ns, name)
-                })
-            }
-            Update::Unserved(kind) => {
-                self.synced.insert(kind);
-            }
-        }
-    }
-
-    fn apply_event<K: kube::Resource>(
-        &mut self,
-        kind: Kind,
-        e: watcher::Event<K>,
-        on_apply: fn(&mut Self, K),
-        on_delete: fn(&mut Self, &str),
-    ) {
-        match e {
-            watcher::Event::Init => {
-                self.listing.insert(kind_key(kind), HashSet::new());
-            }
-            watcher::Event::InitApply(o) => {
-                if let Some(seen) = self.listing.get_mut(&kind_key(kind)) {
-                    seen.insert(object_key(&o));
-                }
-                on_apply(self, o);
-            }
-            watcher::Event::InitDone => {
-                let seen = self.listing.remove(&kind_key(kind)).unwrap_or_default();
-                for k in self.known_keys(kind) {
-                    if !seen.contains(&k) {
-                        on_delete(self, &k);
-                    }
-                }
-                self.synced.insert(kind);
-            }
-            watcher::Event::Apply(o) => on_apply(self, o),
-            watcher::Event::Delete(o) => on_delete(self, &object_key(&o)),
-        }
-    }
-
-    fn known_keys(&self, kind: Kind) -> Vec<String> {
-        match kind {
-            Kind::Node => self.cache.node_names(),
-            Kind::Pod => {
-                let mut k = self.cache.assigned_pod_keys();
-                k.extend(self.queue.keys());
-                k
-            }
-            Kind::Namespace => self.cache.namespace_names(),
-            Kind::Service => self.cache.service_keys(),
-            Kind::ReplicationController => self
-                .cache
-                .controller_keys(ControllerKind::ReplicationController),
-            Kind::ReplicaSet => self.cache.controller_keys(ControllerKind::ReplicaSet),
-            Kind::StatefulSet => self.cache.controller_keys(ControllerKind::StatefulSet),
-        }
-    }
-
-    fn on_node(&mut self, node: Node) {
-        let now = Instant::now();
-        match self.cache.upsert_node(node) {
-            NodeChange::Added => self.queue.move_all(ClusterEvent::NodeAdd, now),
-            NodeChange::Updated => self.queue.move_all(ClusterEvent::NodeUpdate, now),
-            NodeChange::Unchanged => {}
-        }
-    }
-
-    fn on_node_deleted(&mut self, name: &str) {
-        self.cache.remove_node(name);
-    }
-
-    fn on_pod(&mut self, pod: Pod) {
-        let now = Instant::now();
-        let key = pod_key(&pod);
-        if terminal(&pod) {
-            return self.on_pod_deleted(&key);
-        }
-        let assigned = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.as_deref())
-            .is_some_and(|n| !n.is_empty());
-        if assigned {
-            self.queue.delete(&key);
-            match self.cache.upsert_pod(Arc::new(pod)) {
-                PodChange::Added | PodChange::Updated | PodChange::Confirmed => {
-                    self.queue.move_all(ClusterEvent::AssignedPodAdd, now)
-                }
-                PodChange::Unchanged => {}
-            }
-            return;
-        }
-        if let Some((uid, _)) = self.cache.pod_state(&key) {
-            if Some(uid) == pod.metadata.uid.as_deref() {
-                // Assumed, its binding in flight: this is an older view of it.
-                return;
-            }
-            // A new pod with the old one's name: the old one is gone.
-            self.on_pod_deleted(&key);
-        }
-        if responsible(&pod) {
-            self.queue.add(Arc::new(pod), now);
-        } else {
-            self.queue.delete(&key);
-        }
-    }
-
-    fn on_pod_deleted(&mut self, key: &str) {
-        self.queue.delete(key);
-        if self.cache.remove_pod(key) {
-            self.queue
-                .move_all(ClusterEvent::AssignedPodDelete, Instant::now());
-        }
-    }
-
-    fn on_namespace(&mut self, ns: Namespace) {
-        let name = ns.metadata.name.clone().unwrap_or_default();
-        if self
-            .cache
-            .set_namespace(&name, ns.metadata.labels.unwrap_or_default())
-        {
-            self.queue
-                .move_all(ClusterEvent::NamespaceChange, Instant::now());
-        }
-    }
-
-    fn on_service(&mut self, svc: Service) {
-        let ns = svc.metadata.namespace.clone().unwrap_or_default();
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        let selector = svc.spec.and_then(|s| s.selector);
-        self.cache.set_service(&ns, &name, selector);
-    }
-
-    fn on_rc(&mut self, rc: ReplicationController) {
-        let ns = rc.metadata.namespace.clone().unwrap_or_default();
-        let name = rc.metadata.name.clone().unwrap_or_default();
-        let sel = rc.spec.and_then(|s| s.selector).unwrap_or_default();
-        self.cache.set_controller(
-            ControllerKind::ReplicationController,
-            &ns,
-            &name,
-            ControllerSelector::Map(sel),
-        );
-    }
-
-    fn on_rs(&mut self, rs: ReplicaSet) {
-        let ns = rs.metadata.namespace.clone().unwrap_or_default();
-        let name = rs.metadata.name.clone().unwrap_or_default();
-        let sel = Selector::from_label_selector(rs.spec.as_ref().map(|s| &s.selector));
-        self.cache.set_controller(
-            ControllerKind::ReplicaSet,
-            &ns,
-            &name,
-            ControllerSelector::Selector(sel),
-        );
-    }
-
-    fn on_ss(&mut self, ss: StatefulSet) {
-        let ns = ss.metadata.namespace.clone().unwrap_or_default();
-        let name = ss.metadata.name.clone().unwrap_or_default();
-        let sel = Selector::from_label_selector(ss.spec.as_ref().map(|s| &s.selector));
-        self.cache.set_controller(
-            ControllerKind::StatefulSet,
-            &ns,
-            &name,
-            ControllerSelector::Selector(sel),
-        );
     }
 }

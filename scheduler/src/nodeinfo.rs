@@ -2,6 +2,7 @@
 //! upstream's `framework.PodInfo` and `framework.NodeInfo`): requests, host ports,
 //! affinity terms, and per node the pods on it and the sums of their requests.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -453,6 +454,10 @@ pub struct NodeInfo {
     /// How many of the pods have any (anti-)affinity term, and required anti-affinity.
     pub with_affinity: usize,
     pub with_required_anti_affinity: usize,
+    /// Counts of matching pods already computed for the current pods, by
+    /// [`crate::filter::count_key`]: pods of one controller are scheduled in a row, and
+    /// spreading them would otherwise scan every pod of every node for each of them.
+    pub(crate) count_memo: RefCell<HashMap<u64, i64>>,
 }
 
 impl NodeInfo {
@@ -503,6 +508,7 @@ impl NodeInfo {
     }
 
     pub fn add_pod(&mut self, p: Arc<PodInfo>) {
+        self.count_memo.get_mut().clear();
         self.requested.add(&p.requests);
         self.non_zero_cpu += p.non_zero_cpu;
         self.non_zero_memory += p.non_zero_memory;
@@ -522,6 +528,7 @@ impl NodeInfo {
     pub fn remove_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
         let i = self.pods.iter().position(|p| p.key == key)?;
         let p = self.pods.swap_remove(i);
+        self.count_memo.get_mut().clear();
         self.requested.sub(&p.requests);
         self.non_zero_cpu -= p.non_zero_cpu;
         self.non_zero_memory -= p.non_zero_memory;

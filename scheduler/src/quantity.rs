@@ -95,7 +95,7 @@ fn ceil_scaled(mantissa: u128, exp10: i32, exp2: u32, inexact: bool) -> u128 {
         if m == 0 {
             break;
         }
-        rounded_up |= m % 10 != 0;
+        rounded_up |= !m.is_multiple_of(10);
         m /= 10;
     }
     if rounded_up {

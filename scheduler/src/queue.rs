@@ -194,7 +194,7 @@ impl Queue {
             },
         );
         if place == Place::Active {
-            self.to_active(&key);
+            self.activate(&key);
         }
     }
 
@@ -209,9 +209,9 @@ impl Queue {
         match e.place {
             Place::Gated if !gated(&e.pod) => {
                 e.timestamp = now;
-                self.to_active(key);
+                self.activate(key);
             }
-            Place::Active if reprioritized => self.to_active(key),
+            Place::Active if reprioritized => self.activate(key),
             Place::Unschedulable if changed => self.requeue(key, now),
             _ => {}
         }
@@ -233,7 +233,7 @@ impl Queue {
         Some(e)
     }
 
-    fn to_active(&mut self, key: &str) {
+    fn activate(&mut self, key: &str) {
         self.seq += 1;
         let seq = self.seq;
         if let Some(e) = self.bump(key, Place::Active) {
@@ -252,7 +252,7 @@ impl Queue {
         e.timestamp + backoff_duration(e.attempts)
     }
 
-    fn to_backoff(&mut self, key: &str) {
+    fn back_off(&mut self, key: &str) {
         self.seq += 1;
         let seq = self.seq;
         if let Some(e) = self.bump(key, Place::Backoff) {
@@ -267,9 +267,9 @@ impl Queue {
             return;
         };
         if e.attempts > 0 && Self::backoff_until(e) > now {
-            self.to_backoff(key);
+            self.back_off(key);
         } else {
-            self.to_active(key);
+            self.activate(key);
         }
     }
 
@@ -307,7 +307,7 @@ impl Queue {
     pub fn error(&mut self, key: &str, now: Instant) {
         if let Some(e) = self.entries.get_mut(key) {
             e.timestamp = now;
-            self.to_backoff(key);
+            self.back_off(key);
         }
     }
 
@@ -347,7 +347,7 @@ impl Queue {
                 .get(&key)
                 .is_some_and(|e| e.place == Place::Backoff && e.generation == generation)
             {
-                self.to_active(&key);
+                self.activate(&key);
             }
         }
         while let Some((at, _, _)) = self.unschedulable_age.front() {

@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::cache::Cache;
 use crate::filter::{
-    count_matching, merge_term_namespaces, pod_spread_constraints, Constraint, HOSTNAME, ZONE,
+    count_key, count_matching, merge_term_namespaces, pod_spread_constraints, Constraint, HOSTNAME,
+    ZONE,
 };
 use crate::nodeinfo::{tolerated, NodeInfo, PodInfo, WeightedAffinityTerm};
 use crate::selector::{no_labels, NodeTerm};
@@ -176,6 +177,8 @@ struct Spread {
     /// Per constraint (other than hostname): topology value → matching pods.
     counts: Vec<HashMap<String, i64>>,
     weights: Vec<f64>,
+    /// Per constraint, its [`count_key`].
+    keys: Vec<u64>,
 }
 
 /// Upstream's system default constraints, on the pod's services and controller.
@@ -225,6 +228,10 @@ fn spread_pre_score(pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Opt
         counts: vec![HashMap::new(); constraints.len()],
         weights: Vec::new(),
         ignored: HashSet::new(),
+        keys: constraints
+            .iter()
+            .map(|c| count_key(&c.selector, pod.namespace()))
+            .collect(),
         constraints,
     };
     for n in feasible {
@@ -266,7 +273,7 @@ fn spread_pre_score(pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Opt
                 .map(String::as_str)
                 .unwrap_or("");
             if let Some(cnt) = s.counts[i].get_mut(v) {
-                *cnt += count_matching(n, &c.selector, pod.namespace());
+                *cnt += count_matching(n, &c.selector, pod.namespace(), s.keys[i]);
             }
         }
     }
@@ -283,7 +290,7 @@ fn spread_score(s: &Spread, pod: &PodInfo, node: &NodeInfo) -> i64 {
             continue;
         };
         let cnt = if c.topology_key == HOSTNAME {
-            count_matching(node, &c.selector, pod.namespace())
+            count_matching(node, &c.selector, pod.namespace(), s.keys[i])
         } else {
             s.counts[i].get(v).copied().unwrap_or(0)
         };

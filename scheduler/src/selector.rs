@@ -15,7 +15,7 @@ pub fn no_labels() -> &'static Labels {
     &EMPTY
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     In,
     NotIn,
@@ -25,7 +25,7 @@ pub enum Op {
     Lt,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Requirement {
     pub key: String,
     pub op: Op,
@@ -76,7 +76,7 @@ impl Requirement {
 }
 
 /// A parsed label selector: `Nothing` matches no set, `Match(vec![])` every set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Selector {
     Nothing,
     Match(Vec<Requirement>),
