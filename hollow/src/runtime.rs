@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::{Future, StreamExt};
@@ -21,6 +21,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
+use tracing::Instrument;
 
 use crate::ip::IpAllocator;
 use crate::node::{self, NodeIdentity};
@@ -66,7 +67,8 @@ struct Shared {
     queue: WorkQueue<PodKey>,
     registered: watch::Sender<usize>,
     register_gate: Semaphore,
-    started: Instant,
+    /// When the run future was first polled.
+    started: OnceLock<Instant>,
     reported: AtomicU64,
     deleted: AtomicU64,
 }
@@ -300,7 +302,7 @@ pub(crate) fn start(
         queue,
         registered: watch::Sender::new(0),
         register_gate: Semaphore::new(REGISTER_CONCURRENCY),
-        started: Instant::now(),
+        started: OnceLock::new(),
         reported: AtomicU64::new(0),
         deleted: AtomicU64::new(0),
     });
@@ -314,6 +316,7 @@ async fn run(
     shared: Arc<Shared>,
     delayed: mpsc::UnboundedReceiver<(Duration, PodKey)>,
 ) -> anyhow::Result<()> {
+    shared.started.get_or_init(Instant::now);
     tracing::info!(
         count = shared.order.len(),
         prefix = %shared.cfg.name_prefix,
@@ -331,7 +334,8 @@ async fn run(
         tasks.spawn(worker(shared.clone()));
     }
     for slot in &shared.order {
-        tasks.spawn(node_life(shared.clone(), slot.clone()));
+        let span = tracing::info_span!("hollow_node", node = %slot.id.name);
+        tasks.spawn(node_life(shared.clone(), slot.clone()).instrument(span));
     }
     match tasks.join_next().await {
         Some(Err(e)) => anyhow::bail!("a hollow-node task failed: {e}"),
@@ -382,7 +386,10 @@ async fn live(shared: &Shared, slot: &NodeSlot) {
         if all {
             tracing::info!(
                 count = shared.order.len(),
-                elapsed_ms = shared.started.elapsed().as_millis() as u64,
+                elapsed_ms = shared
+                    .started
+                    .get()
+                    .map_or(0, |t| t.elapsed().as_millis() as u64),
                 "registered {} hollow nodes",
                 shared.order.len()
             );
@@ -665,7 +672,19 @@ async fn worker(shared: Arc<Shared>) {
         match sync_pod(&shared, &key).await {
             Ok(()) => shared.queue.forget(&key),
             Err(e) => {
-                tracing::debug!(pod = %key, error = %e, "pod sync failed; retrying");
+                // A request the API refuses (other than for load) will not pass by
+                // itself: worth seeing. Anything else is transient.
+                let refused = match &e {
+                    Error::Kube(k) => {
+                        api_code(k).is_some_and(|c| (400..500).contains(&c) && c != 429)
+                    }
+                    _ => true,
+                };
+                if refused {
+                    tracing::warn!(pod = %key, error = %e, "pod sync failed; retrying");
+                } else {
+                    tracing::debug!(pod = %key, error = %e, "pod sync failed; retrying");
+                }
                 shared.queue.retry(key.clone());
             }
         }
