@@ -130,6 +130,11 @@ fn resolve_port(pod: &Pod, target: Option<&IntOrString>, port: i32, protocol: &s
     }
 }
 
+/// A service port as resolved on a pod: (name, target port number, protocol).
+type ResolvedPort = (Option<String>, i32, String);
+/// Pods by the way they resolve the service's ports.
+type Groups = BTreeMap<Vec<ResolvedPort>, Group>;
+
 /// One group of pods resolving the service's ports the same way.
 #[derive(Default)]
 struct Group {
@@ -146,7 +151,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let spec = svc.spec.clone().unwrap_or_default();
     let ports = spec.ports.clone().unwrap_or_default();
     let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
-    let mut groups: BTreeMap<Vec<(Option<String>, i32, String)>, Group> = BTreeMap::new();
+    let mut groups: Groups = BTreeMap::new();
     for pod in ctx.pods.state() {
         if pod.namespace().as_deref() != Some(ns.as_str()) || !selects(&svc, &pod) {
             continue;
@@ -160,7 +165,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         if ip.is_empty() || terminal {
             continue;
         }
-        let resolved: Option<Vec<(Option<String>, i32, String)>> = ports
+        let resolved: Option<Vec<ResolvedPort>> = ports
             .iter()
             .map(|p| {
                 let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
@@ -225,11 +230,7 @@ fn address(pod: &Pod) -> EndpointAddress {
     }
 }
 
-async fn write_endpoints(
-    client: &Client,
-    svc: &Service,
-    groups: &BTreeMap<Vec<(Option<String>, i32, String)>, Group>,
-) -> Result<(), Error> {
+async fn write_endpoints(client: &Client, svc: &Service, groups: &Groups) -> Result<(), Error> {
     let ns = svc.namespace().unwrap_or_default();
     let api: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
     let subsets: Vec<EndpointSubset> = groups
@@ -313,11 +314,7 @@ fn endpoint(pod: &Pod, ready: bool) -> Endpoint {
     }
 }
 
-async fn write_slices(
-    client: &Client,
-    svc: &Service,
-    groups: &BTreeMap<Vec<(Option<String>, i32, String)>, Group>,
-) -> Result<(), Error> {
+async fn write_slices(client: &Client, svc: &Service, groups: &Groups) -> Result<(), Error> {
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
     let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
