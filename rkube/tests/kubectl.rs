@@ -659,7 +659,13 @@ fn scenario(c: &Cluster, k: &Path) {
         header(&out),
         ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     );
-    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    // (The scheduler's FailedScheduling events are there too: this cluster has no nodes.)
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.contains(" Testing "))
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert_eq!(
         &row[1..],
         ["Normal", "Testing", "pod/web", "hello", "from", "the", "test"],
