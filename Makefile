@@ -31,9 +31,10 @@ test: deps lint
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace -- --test-threads=2
 
+# cargo bench builds the server in release mode and runs rkube/benches/api.rs, which writes
+# bench/results/api.json and api.md (RKUBE_BENCH_UPDATES scales the compaction phase).
 bench: deps
-	$(CARGO) build --release -p rkube --benches
-	$(CARGO) bench -p rkube --bench api -- --output bench/results
+	$(CARGO) bench -p rkube --bench api -- --output $(CURDIR)/bench/results
 
 clean:
 	$(CARGO) clean

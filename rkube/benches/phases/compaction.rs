@@ -18,7 +18,7 @@ use crate::support::stats::{mib, rate, summarize, Summary};
 const KEYS: usize = 1000;
 const VALUE_BYTES: usize = 1024;
 /// Concurrent writers; each owns the keys `w, w + WORKERS, …` so no two race on a key.
-const WORKERS: usize = 64;
+pub const WORKERS: usize = 64;
 const PREFIX: &str = "/registry/bench/";
 /// Timed lists of all keys per snapshot.
 const LISTS: usize = 200;

@@ -11,10 +11,11 @@ use crate::support::progress::{phase, Progress};
 use crate::support::server::temp_dir;
 use crate::support::stats::{rate, summarize, Summary};
 
-const INSERTS: usize = 5000;
-const MAX_TIME: Duration = Duration::from_secs(20);
+const INSERTS: usize = 3000;
+const MAX_TIME: Duration = Duration::from_secs(10);
 
 pub struct PeerResult {
+    pub label: String,
     pub value_bytes: usize,
     pub inserts: usize,
     pub elapsed: Duration,
@@ -28,6 +29,7 @@ impl PeerResult {
 
     pub fn json(&self) -> Value {
         json!({
+            "run": self.label,
             "value_bytes": self.value_bytes,
             "inserts": self.inserts,
             "elapsed_s": self.elapsed.as_secs_f64(),
@@ -38,9 +40,9 @@ impl PeerResult {
 }
 
 /// Single-row durable inserts of `value_bytes`-long values (blocking: run it off the runtime).
-pub fn raw_inserts(value_bytes: usize) -> Result<PeerResult> {
+pub fn raw_inserts(value_bytes: usize, label: &str) -> Result<PeerResult> {
     phase(&format!(
-        "peer: raw SQLite inserts of {value_bytes} B, WAL + synchronous=FULL, 1 row/txn"
+        "peer ({label}): raw SQLite inserts of {value_bytes} B, WAL + synchronous=FULL, 1 row/txn"
     ));
     let dir = temp_dir()?;
     let mut conn = Connection::open(dir.path().join("peer.db"))?;
@@ -67,6 +69,7 @@ pub fn raw_inserts(value_bytes: usize) -> Result<PeerResult> {
     }
     let elapsed = start.elapsed();
     Ok(PeerResult {
+        label: label.to_string(),
         value_bytes,
         inserts: latencies.len(),
         elapsed,

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use crate::support::progress::{Counter, Progress};
 use crate::support::server::warm_clients;
-use crate::support::stats::{rate, summarize, Summary};
+use crate::support::stats::{rate, round, summarize, Summary};
+use crate::support::usage::{Spent, Usage};
 
 /// Size of a pod's JSON as the client sends it.
 pub const POD_BYTES: usize = 2048;
@@ -70,10 +71,15 @@ pub struct Load<'a> {
     pub clients: usize,
     pub count: usize,
     pub max_time: Duration,
+    /// The server, to account its CPU time.
+    pub server_pid: Option<u32>,
+    /// Pods already bound to this node (`spec.nodeName`): the scheduler has nothing to do.
+    pub node: Option<&'a str>,
 }
 
 pub struct LoadResult {
     pub clients: usize,
+    pub prebound: bool,
     pub ok: usize,
     pub errors: usize,
     pub first_error: Option<String>,
@@ -81,6 +87,7 @@ pub struct LoadResult {
     pub latency: Summary,
     /// Size of a created pod's JSON as the server returns it (≈ what it stores).
     pub stored_bytes: usize,
+    pub spent: Spent,
 }
 
 impl LoadResult {
@@ -91,6 +98,7 @@ impl LoadResult {
     pub fn json(&self) -> Value {
         json!({
             "clients": self.clients,
+            "prebound": self.prebound,
             "creates": self.ok,
             "errors": self.errors,
             "first_error": self.first_error,
@@ -98,6 +106,8 @@ impl LoadResult {
             "creates_per_s": self.rate(),
             "latency": self.latency.json(),
             "stored_bytes": self.stored_bytes,
+            "usage": self.spent.json(),
+            "server_cpu_ms_per_create": self.spent.server_ms_per(self.ok).map(round),
         })
     }
 }
@@ -112,6 +122,7 @@ struct WorkerResult {
 struct Shared {
     api: Api<Pod>,
     prefix: String,
+    node: Option<String>,
     count: usize,
     next: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
@@ -124,6 +135,7 @@ pub async fn create_pods(cfg: &kube::Config, load: &Load<'_>) -> Result<LoadResu
     let progress = Progress::start(&format!("{} clients", load.clients), load.count as u64);
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
+    let usage = Usage::start(load.server_pid);
     let start = Instant::now();
     let deadline = start + load.max_time;
     let workers: Vec<_> = clients
@@ -132,6 +144,7 @@ pub async fn create_pods(cfg: &kube::Config, load: &Load<'_>) -> Result<LoadResu
             tokio::spawn(worker(Shared {
                 api: Api::namespaced(client, load.ns),
                 prefix: load.prefix.to_string(),
+                node: load.node.map(str::to_string),
                 count: load.count,
                 next: next.clone(),
                 failed: failed.clone(),
@@ -148,15 +161,18 @@ pub async fn create_pods(cfg: &kube::Config, load: &Load<'_>) -> Result<LoadResu
         all.stored_bytes = all.stored_bytes.max(w.stored_bytes);
     }
     let elapsed = start.elapsed();
+    let spent = usage.finish();
     drop(progress);
     let result = LoadResult {
         clients: load.clients,
+        prebound: load.node.is_some(),
         ok: all.latencies.len(),
         errors: failed.load(Ordering::Relaxed),
         first_error: all.first_error,
         elapsed,
         latency: summarize(&all.latencies),
         stored_bytes: all.stored_bytes,
+        spent,
     };
     if result.ok == 0 {
         bail!(
@@ -175,7 +191,10 @@ async fn worker(s: Shared) -> WorkerResult {
         if i >= s.count {
             break;
         }
-        let p = pod(&format!("{}-{i:05}", s.prefix));
+        let mut p = pod(&format!("{}-{i:05}", s.prefix));
+        if let Some(spec) = p.spec.as_mut() {
+            spec.node_name = s.node.clone();
+        }
         let t = Instant::now();
         let err = match tokio::time::timeout(CREATE_TIMEOUT, s.api.create(&pp, &p)).await {
             Ok(Ok(created)) => {

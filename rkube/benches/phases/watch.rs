@@ -14,8 +14,9 @@ use serde_json::{json, Value};
 
 use super::pods::pod;
 use crate::support::progress::{note, phase, Counter, Progress};
-use crate::support::server::{ensure_namespace, warm_clients};
+use crate::support::server::{ensure_namespace, warm_clients, Server};
 use crate::support::stats::{summarize, Summary};
+use crate::support::usage::{Spent, Usage};
 
 const NS: &str = "bench-watch";
 pub const WATCHERS: usize = 100;
@@ -33,6 +34,8 @@ pub struct WatchResult {
     pub before_ack: usize,
     pub write_latency: Summary,
     pub errors: Vec<String>,
+    /// Over the timed creates and their deliveries.
+    pub spent: Spent,
 }
 
 impl WatchResult {
@@ -48,6 +51,7 @@ impl WatchResult {
             "delivered_before_ack": self.before_ack,
             "write_latency": self.write_latency.json(),
             "watcher_errors": self.errors,
+            "usage": self.spent.json(),
         })
     }
 }
@@ -77,7 +81,9 @@ async fn watcher(
         };
         let at = Instant::now();
         match ev {
-            WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+            // Only the creates are timed: later changes (the scheduler's status updates)
+            // arrive as MODIFIED and are skipped.
+            WatchEvent::Added(p) => {
                 let name = p.metadata.name.unwrap_or_default();
                 if name == WARM {
                     warm.fetch_add(1, Ordering::Relaxed);
@@ -87,13 +93,13 @@ async fn watcher(
                 }
             }
             WatchEvent::Error(e) => bail!("watch error: {e}"),
-            WatchEvent::Deleted(_) | WatchEvent::Bookmark(_) => {}
+            WatchEvent::Modified(_) | WatchEvent::Deleted(_) | WatchEvent::Bookmark(_) => {}
         }
     }
     Ok(got)
 }
 
-pub async fn run(cfg: &kube::Config) -> Result<WatchResult> {
+pub async fn run(cfg: &kube::Config, server: &Server) -> Result<WatchResult> {
     let client = kube::Client::try_from(cfg.clone())?;
     ensure_namespace(&client, NS).await?;
     let api: Api<Pod> = Api::namespaced(client, NS);
@@ -139,6 +145,7 @@ pub async fn run(cfg: &kube::Config) -> Result<WatchResult> {
         "watch: {WRITES} creates, one every {} ms",
         GAP.as_millis()
     ));
+    let usage = Usage::start(server.pid());
     let mut starts = Vec::with_capacity(WRITES);
     let mut acks = Vec::with_capacity(WRITES);
     for i in 0..WRITES {
@@ -172,7 +179,9 @@ pub async fn run(cfg: &kube::Config) -> Result<WatchResult> {
             Err(e) => errors.push(e.to_string()),
         }
     }
+    let spent = usage.finish();
     drop(progress);
+    note(&spent.line());
     let write_latency: Vec<Duration> = acks.iter().zip(&starts).map(|(a, s)| *a - *s).collect();
     let expected = WATCHERS * acks.len();
     note(&format!(
@@ -192,5 +201,6 @@ pub async fn run(cfg: &kube::Config) -> Result<WatchResult> {
         before_ack,
         write_latency: summarize(&write_latency),
         errors,
+        spent,
     })
 }

@@ -1,6 +1,8 @@
-//! Shared pieces of the benchmark: the server process, statistics, progress, the report.
+//! Shared pieces of the benchmark: the server process, statistics, progress, resource
+//! usage, the report.
 
 pub mod progress;
 pub mod report;
 pub mod server;
 pub mod stats;
+pub mod usage;

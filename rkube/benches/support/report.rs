@@ -159,11 +159,13 @@ impl Report {
         };
         let _ = writeln!(
             md,
-            "Run {} (commit {}), {} cores, release build, loopback HTTPS; the measurements took {} s.\n",
+            "Run {} (commit {}), {} cores, release build, loopback HTTPS; the measurements took {} s; \
+             1-minute load average at the start {} (other work on the machine shares the cores).\n",
             ctx("started_utc"),
             ctx("commit"),
             ctx("cores"),
             ctx("duration_s"),
+            ctx("loadavg_1m_at_start"),
         );
         md.push_str("| metric | value | target | peer | ratio | met |\n");
         md.push_str("|---|---|---|---|---|---|\n");

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::mpsc;
 
+use super::progress::note;
+
 /// How long a server may take to start.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -27,7 +29,6 @@ enum Signal {
 
 pub struct Server {
     child: Option<Child>,
-    pub data_dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub log: PathBuf,
     /// Just before the process was spawned.
@@ -80,7 +81,6 @@ impl Server {
         std::thread::spawn(move || forward(stderr, &log_path, tx));
         Ok(Server {
             child: Some(child),
-            data_dir: data_dir.to_path_buf(),
             kubeconfig,
             log,
             spawned,
@@ -187,6 +187,16 @@ impl Server {
         let _ = child.wait();
     }
 
+    /// If the process has ended: how, with the end of its log.
+    pub fn exited(&mut self) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        Some(format!(
+            "rkube server (pid {}) ended: {status}; its log ends with:\n{}",
+            self.pid().unwrap_or(0),
+            self.log_tail()
+        ))
+    }
+
     /// The last lines of the server's log.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -266,6 +276,63 @@ pub async fn current_revision(client: &kube::Client) -> Result<i64> {
         .context("a list without resourceVersion")?;
     rv.parse()
         .with_context(|| format!("resourceVersion {rv:?} is not a number"))
+}
+
+/// How long the server kept writing after a load, until it was back to its background rate.
+#[derive(Clone, Copy, Debug)]
+pub struct Quiet {
+    pub revisions: i64,
+    pub secs: f64,
+    pub settled: bool,
+}
+
+impl Quiet {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "revisions": self.revisions,
+            "secs": self.secs,
+            "settled": self.settled,
+        })
+    }
+}
+
+/// Waits (at most `max`) until the server writes no more than its background rate (at most
+/// 4 revisions in 2 s), so the next measurement does not share the server with leftover
+/// work of the previous one (e.g. the scheduler catching up on new pods).
+pub async fn quiesce(client: &kube::Client, label: &str, max: Duration) -> Result<Quiet> {
+    const STEP: Duration = Duration::from_secs(2);
+    let start = Instant::now();
+    let first = current_revision(client).await?;
+    let mut prev = first;
+    loop {
+        tokio::time::sleep(STEP).await;
+        let rv = current_revision(client).await?;
+        let settled = rv - prev <= 4;
+        if settled || start.elapsed() >= max {
+            let q = Quiet {
+                revisions: rv - first,
+                secs: start.elapsed().as_secs_f64(),
+                settled,
+            };
+            note(&format!(
+                "{label}: {} after {:.0} s ({} revisions written meanwhile)",
+                if settled {
+                    "idle"
+                } else {
+                    "still busy, going on"
+                },
+                q.secs,
+                q.revisions
+            ));
+            return Ok(q);
+        }
+        note(&format!(
+            "{label}: server still writing ({} revisions in {} s)",
+            rv - prev,
+            STEP.as_secs()
+        ));
+        prev = rv;
+    }
 }
 
 /// Creates a namespace (an existing one is fine).
