@@ -752,14 +752,26 @@ impl App {
         let expected_rv = object::meta_str(&new, "resourceVersion")
             .filter(|s| !s.is_empty())
             .map(str::to_string);
-        let (old, rev) = self.get_object(t, name).await?;
-        if let Some(e) = &expected_rv {
-            if e != &rev.to_string() {
-                return Err(ApiError::stale(err_target(t, name)));
+        // An update without a resourceVersion is unconditional: a race with another
+        // write is tried again at the new revision, as upstream's GuaranteedUpdate does.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (old, rev) = self.get_object(t, name).await?;
+            if let Some(e) = &expected_rv {
+                if e != &rev.to_string() {
+                    return Err(ApiError::stale(err_target(t, name)));
+                }
+            }
+            match self
+                .commit_update(t, name, sub, old, rev, new.clone(), q)
+                .await
+            {
+                Err(e) if e.code == 409 && expected_rv.is_none() && attempt < 10 => continue,
+                Err(e) => return Err(e),
+                Ok(resp) => return Ok(with_warnings(resp, &warnings)),
             }
         }
-        let resp = self.commit_update(t, name, sub, old, rev, new, q).await?;
-        Ok(with_warnings(resp, &warnings))
     }
 
     /// Applies an update computed from `old` (at `rev`) and the client's `new`.
@@ -1020,31 +1032,23 @@ impl App {
         body: &Bytes,
     ) -> ApiResult<Response> {
         let opts = delete_options(q, headers, body)?;
-        let (old, rev) = self.get_object(t, name).await?;
-        if let Some(uid) = opts["preconditions"]["uid"].as_str() {
-            if object::meta_str(&old, "uid") != Some(uid) {
-                return Err(ApiError::conflict(
-                    err_target(t, name),
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        object::meta_str(&old, "uid").unwrap_or("")
-                    ),
-                ));
-            }
-        }
-        if let Some(r) = opts["preconditions"]["resourceVersion"].as_str() {
-            if r != rev.to_string() {
-                return Err(ApiError::conflict(err_target(t, name), &format!(
-                    "Precondition failed: ResourceVersion in precondition: {r}, ResourceVersion in object meta: {rev}"
-                )));
-            }
-        }
         let dry_run = q.get("dryRun") == Some("All")
             || opts["dryRun"]
                 .as_array()
                 .is_some_and(|a| a.iter().any(|x| x == "All"));
-        let (code, obj) = self.delete_one(t, name, old, rev, &opts, dry_run).await?;
-        Ok(json_response(code, &obj))
+        // As upstream's store: a delete racing another write is tried again at the new
+        // revision; only the caller's own preconditions make it a conflict.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (old, rev) = self.get_object(t, name).await?;
+            check_delete_preconditions(t, name, &old, rev, &opts)?;
+            match self.delete_one(t, name, old, rev, &opts, dry_run).await {
+                Err(e) if e.code == 409 && e.reason == "Conflict" && attempt < 10 => continue,
+                Err(e) => return Err(e),
+                Ok((code, obj)) => return Ok(json_response(code, &obj)),
+            }
+        }
     }
 
     /// Deletes (or starts deleting) one object; returns the HTTP code and the body.
@@ -1198,6 +1202,37 @@ impl App {
                 "metadata": {"resourceVersion": rv.to_string()}, "items": deleted}),
         ))
     }
+}
+
+fn check_delete_preconditions(
+    t: &Target,
+    name: &str,
+    old: &Value,
+    rev: i64,
+    opts: &Value,
+) -> ApiResult<()> {
+    if let Some(uid) = opts["preconditions"]["uid"].as_str() {
+        if object::meta_str(old, "uid") != Some(uid) {
+            return Err(ApiError::conflict(
+                err_target(t, name),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    object::meta_str(old, "uid").unwrap_or("")
+                ),
+            ));
+        }
+    }
+    if let Some(r) = opts["preconditions"]["resourceVersion"].as_str() {
+        if r != rev.to_string() {
+            return Err(ApiError::conflict(
+                err_target(t, name),
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {r}, ResourceVersion in object meta: {rev}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn delete_options(q: &Query, headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
