@@ -204,7 +204,8 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     write_endpoints(&ctx.client, &svc, &endpoints_groups).await?;
     write_slices(&ctx.client, &svc, &groups).await?;
     let _ = name;
-    Ok(Action::await_change())
+    // The pod cache has its own watch and can lag behind the triggering event: resync.
+    Ok(Action::requeue(std::time::Duration::from_secs(5)))
 }
 
 fn target_ref(pod: &Pod) -> ObjectReference {

@@ -21,6 +21,8 @@ use crate::Error;
 
 /// Most pods created or deleted in one sync (upstream's burstReplicas).
 const BURST: usize = 500;
+/// How often an RC is reconciled again without a new event.
+const RESYNC: Duration = Duration::from_secs(5);
 /// How long to wait for the cache to see our own creates and deletes.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -282,7 +284,9 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
         );
     }
     update_status(&ctx.client, &rc, &owned, failure).await?;
-    Ok(Action::await_change())
+    // The pod cache read here is fed by its own watch, which can lag behind the event that
+    // triggered this reconcile: look again shortly (a resync, as upstream's informers do).
+    Ok(Action::requeue(RESYNC))
 }
 
 fn owner_reference(rc: &ReplicationController) -> OwnerReference {

@@ -258,7 +258,6 @@ fn replication_scheduling_and_garbage_collection() {
 }
 
 #[test]
-#[ignore = "flaky (1 run in 3): the replacement of the evicted pod sometimes never runs; under investigation"]
 fn a_stopped_nodes_pods_are_replaced_and_namespaces_and_endpoints_follow() {
     let e = Env::start(3);
     e.apply(&rc("web", 3, ""));
