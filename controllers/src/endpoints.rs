@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::Error;
@@ -35,15 +35,7 @@ struct Ctx {
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let pods_api: Api<Pod> = Api::all(client.clone());
-    let (pod_store, writer) = reflector::store();
-    let feed = reflector::reflector(
-        writer,
-        watcher(pods_api.clone(), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| async {});
-    let _cache = crate::AbortOnDrop(tokio::spawn(feed));
+    let (pod_store, _cache) = crate::cache(pods_api.clone());
     pod_store.wait_until_ready().await?;
     let controller = Controller::new(
         Api::<Service>::all(client.clone()),
@@ -84,31 +76,13 @@ fn services_of(services: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> 
         .collect()
 }
 
-fn selector(svc: &Service) -> BTreeMap<String, String> {
-    svc.spec
-        .as_ref()
-        .and_then(|s| s.selector.clone())
-        .unwrap_or_default()
-}
-
 fn selects(svc: &Service, pod: &Pod) -> bool {
-    let sel = selector(svc);
-    let labels = pod.labels();
-    !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+    crate::selects(svc.spec.as_ref().and_then(|s| s.selector.as_ref()), pod)
 }
 
 fn error_policy(_s: Arc<Service>, e: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::warn!(error = %e, "endpoints controller will retry");
     Action::requeue(crate::RETRY)
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// The container port a service port targets on this pod (named ports resolved per pod).
@@ -145,7 +119,13 @@ struct Group {
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
-    if selector(&svc).is_empty() || svc.metadata.deletion_timestamp.is_some() {
+    if svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_none_or(|s| s.is_empty())
+        || svc.metadata.deletion_timestamp.is_some()
+    {
         return Ok(Action::await_change());
     }
     let spec = svc.spec.clone().unwrap_or_default();
@@ -175,7 +155,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .collect();
         let Some(key) = resolved else { continue };
         let g = groups.entry(key).or_default();
-        let ready = pod_ready(&pod) && pod.metadata.deletion_timestamp.is_none();
+        let ready = crate::pod_ready(&pod) && pod.metadata.deletion_timestamp.is_none();
         if ready || publish_not_ready {
             g.ready.push(pod.clone());
         } else {
@@ -306,7 +286,7 @@ fn endpoint(pod: &Pod, ready: bool) -> Endpoint {
             .unwrap_or_default()],
         conditions: Some(EndpointConditions {
             ready: Some(ready && !terminating),
-            serving: Some(pod_ready(pod)),
+            serving: Some(crate::pod_ready(pod)),
             terminating: Some(terminating),
         }),
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),

@@ -49,6 +49,46 @@ async fn all(client: kube::Client, node_cfg: nodes::NodeConfig) -> anyhow::Resul
     }
 }
 
+/// A watch-fed cache of every `K`, and the task feeding it (which ends with the guard).
+pub fn cache<K>(api: kube::Api<K>) -> (kube::runtime::reflector::Store<K>, AbortOnDrop<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{reflector, watcher, WatchStreamExt};
+    let (store, writer) = reflector::store();
+    let feed = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .for_each(|_| async {});
+    (store, AbortOnDrop(tokio::spawn(feed)))
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Whether a non-empty equality selector (an RC's or a Service's) matches the pod.
+pub fn selects(
+    selector: Option<&std::collections::BTreeMap<String, String>>,
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> bool {
+    let labels = kube::ResourceExt::labels(pod);
+    selector.is_some_and(|sel| !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
 /// A spawned task that ends with its owner (e.g. when leadership is lost).
 pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
 

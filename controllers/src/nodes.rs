@@ -12,13 +12,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -42,28 +40,10 @@ impl Default for NodeConfig {
     }
 }
 
-fn cache<K>(api: Api<K>) -> (Store<K>, crate::AbortOnDrop<()>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let feed = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .for_each(|_| async {});
-    (store, crate::AbortOnDrop(tokio::spawn(feed)))
-}
-
 pub async fn run(client: Client, cfg: NodeConfig) -> anyhow::Result<()> {
-    let (nodes, _n) = cache(Api::<Node>::all(client.clone()));
-    let (leases, _l) = cache(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"));
-    let (pods, _p) = cache(Api::<Pod>::all(client.clone()));
+    let (nodes, _n) = crate::cache(Api::<Node>::all(client.clone()));
+    let (leases, _l) = crate::cache(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"));
+    let (pods, _p) = crate::cache(Api::<Pod>::all(client.clone()));
     nodes.wait_until_ready().await?;
     leases.wait_until_ready().await?;
     pods.wait_until_ready().await?;
@@ -292,14 +272,7 @@ async fn mark_pods_not_ready(
         if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
             continue;
         }
-        let ready = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        if !ready {
+        if !crate::pod_ready(p) {
             continue;
         }
         let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());

@@ -3,7 +3,7 @@
 //! orphans, releasing pods that stop matching, creating in slow-start batches, deleting the
 //! least useful pods first — and reports status.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -43,15 +43,7 @@ struct Expectations {
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let rcs: Api<ReplicationController> = Api::all(client.clone());
     let pods_api: Api<Pod> = Api::all(client.clone());
-    let (pod_store, writer) = reflector::store();
-    let pod_cache = reflector(
-        writer,
-        watcher(pods_api.clone(), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| async {});
-    let _cache = crate::AbortOnDrop(tokio::spawn(pod_cache));
+    let (pod_store, _cache) = crate::cache(pods_api.clone());
     pod_store.wait_until_ready().await?;
     let controller = Controller::new(rcs, watcher::Config::default());
     let rc_store = controller.store();
@@ -105,32 +97,14 @@ fn controller_ref(pod: &Pod) -> Option<&OwnerReference> {
         .find(|o| o.controller == Some(true))
 }
 
-fn selector(rc: &ReplicationController) -> BTreeMap<String, String> {
-    rc.spec
-        .as_ref()
-        .and_then(|s| s.selector.clone())
-        .unwrap_or_default()
-}
-
 /// Whether the RC's (non-empty, equality) selector matches the pod's labels.
 fn selects(rc: &ReplicationController, pod: &Pod) -> bool {
-    let sel = selector(rc);
-    let labels = pod.labels();
-    !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+    crate::selects(rc.spec.as_ref().and_then(|s| s.selector.as_ref()), pod)
 }
 
 fn is_active(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// Upstream's ActivePods order: the pods to delete first sort first.
@@ -163,7 +137,7 @@ fn deletion_rank(pod: &Pod) -> (u8, u8, u8, i64) {
     (
         assigned as u8,
         phase,
-        is_ready(pod) as u8,
+        crate::pod_ready(pod) as u8,
         -(created * 1000 + restarts as i64),
     )
 }
@@ -324,31 +298,23 @@ fn pod_from_template(rc: &ReplicationController) -> Pod {
 async fn adopt(api: &Api<Pod>, pod: &Pod, rc: &ReplicationController) -> Result<(), Error> {
     let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
     refs.push(owner_reference(rc));
-    let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.uid()}});
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    set_owner_refs(api, pod, refs).await
 }
 
 async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), Error> {
-    let refs: Vec<OwnerReference> = pod
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|o| o.uid != uid)
-        .collect();
-    let patch = json!({"metadata": {"ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { json!(refs) }, "uid": pod.uid()}});
+    let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
+    refs.retain(|o| o.uid != uid);
+    set_owner_refs(api, pod, refs).await
+}
+
+/// Replaces the pod's ownerReferences (none: the field goes), if it is still the same pod.
+async fn set_owner_refs(api: &Api<Pod>, pod: &Pod, refs: Vec<OwnerReference>) -> Result<(), Error> {
+    let refs = if refs.is_empty() {
+        serde_json::Value::Null
+    } else {
+        json!(refs)
+    };
+    let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.uid()}});
     match api
         .patch(
             &pod.name_any(),
@@ -385,7 +351,7 @@ async fn update_status(
                 .all(|(k, v)| p.labels().get(k) == Some(v))
         })
         .count();
-    let ready: Vec<&&Arc<Pod>> = active.iter().filter(|p| is_ready(p)).collect();
+    let ready: Vec<&&Arc<Pod>> = active.iter().filter(|p| crate::pod_ready(p)).collect();
     let min_ready = rc
         .spec
         .as_ref()
