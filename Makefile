@@ -31,10 +31,13 @@ test: deps lint
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace -- --test-threads=2
 
-# cargo bench builds the server in release mode and runs rkube/benches/api.rs, which writes
-# bench/results/api.json and api.md (RKUBE_BENCH_UPDATES scales the compaction phase).
+# cargo bench builds the server in release mode and runs the benchmarks of rkube/benches:
+# api (API server on SQLite; RKUBE_BENCH_UPDATES scales its compaction phase), etcd (pod
+# creates on etcd vs raw etcd puts) and scale (100 hollow nodes, 10,000 pods). Each writes
+# bench/results/<name>.json and <name>.md; `make bench BENCHES="--bench etcd"` runs one.
+BENCHES ?= --bench api --bench etcd --bench scale
 bench: deps
-	$(CARGO) bench -p rkube --bench api -- --output $(CURDIR)/bench/results
+	$(CARGO) bench -p rkube $(BENCHES) -- --output $(CURDIR)/bench/results
 
 clean:
 	$(CARGO) clean

@@ -4,18 +4,20 @@
 //! root). `RKUBE_BENCH_UPDATES` scales the compaction phase.
 
 mod phases;
+#[allow(dead_code)] // shared by the three benchmarks, each uses part of it
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
 
 use phases::pods::{create_pods, Load, LoadResult, POD_BYTES};
 use phases::{compaction, list, peer, startup, watch};
-use support::progress::{elapsed, note, phase};
+use support::cli;
+use support::progress::{note, phase};
 use support::report::{num, Metric, Report, Target};
 use support::server::{ensure_namespace, quiesce, temp_dir, Quiet, Server};
 use support::stats::mib;
@@ -40,28 +42,8 @@ struct Args {
     updates: u64,
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate lives in the workspace")
-        .to_path_buf()
-}
-
 fn parse_args() -> Result<Args> {
-    let mut output = PathBuf::from("bench/results");
-    let mut it = std::env::args().skip(1);
-    // cargo bench also passes --bench (and any filter): nothing to do with those.
-    while let Some(a) = it.next() {
-        if a == "--output" {
-            output = it
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("--output needs a folder"))?
-                .into();
-        }
-    }
-    if output.is_relative() {
-        output = workspace_root().join(output);
-    }
+    let output = cli::output_dir()?;
     let updates = match std::env::var("RKUBE_BENCH_UPDATES") {
         Ok(v) => v
             .trim()
@@ -74,7 +56,11 @@ fn parse_args() -> Result<Args> {
 }
 
 fn main() -> ExitCode {
-    elapsed();
+    let mut report = Report {
+        title: "rkube API benchmark".into(),
+        ..Report::default()
+    };
+    cli::context(&mut report);
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -82,25 +68,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut report = Report::default();
-    context(&mut report, &args);
+    report
+        .context
+        .insert("compaction_updates".into(), json!(args.updates));
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
     rt.block_on(run(&args, &mut report));
     drop(rt);
-    report
-        .context
-        .insert("duration_s".into(), json!(elapsed().round()));
-    phase(&format!("writing {}", args.output.display()));
-    if let Err(e) = report.write(&args.output) {
-        eprintln!("cannot write the results: {e:#}");
-        return ExitCode::FAILURE;
-    }
-    println!("\n{}", report.markdown());
-    if report.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    cli::finish(&mut report, &args.output, "api")
 }
 
 async fn run(args: &Args, report: &mut Report) {
@@ -622,52 +596,4 @@ fn compaction_metrics(report: &mut Report, c: &compaction::CompactionResult) {
         num(LIST_NOISE)
     ));
     report.detail("compaction", c.json());
-}
-
-/// When, where and what was measured.
-fn context(report: &mut Report, args: &Args) {
-    let git = |a: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(workspace_root())
-            .args(a)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "?".into());
-    let dirty = git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let c = &mut report.context;
-    c.insert("started_utc".into(), json!(utc(now)));
-    c.insert(
-        "commit".into(),
-        json!(format!("{commit}{}", if dirty { "+changes" } else { "" })),
-    );
-    c.insert("cores".into(), json!(cores));
-    c.insert("compaction_updates".into(), json!(args.updates));
-    c.insert(
-        "loadavg_1m_at_start".into(),
-        json!(support::usage::loadavg()),
-    );
-}
-
-/// `YYYY-MM-DD HH:MM UTC` from Unix seconds (days to civil date, Howard Hinnant's method).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (h, m) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02} UTC")
 }

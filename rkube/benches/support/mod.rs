@@ -1,6 +1,7 @@
 //! Shared pieces of the benchmark: the server process, statistics, progress, resource
 //! usage, the report.
 
+pub mod cli;
 pub mod progress;
 pub mod report;
 pub mod server;

@@ -15,6 +15,8 @@ pub enum Target {
     Below(f64),
     /// value ≤ x
     AtMost(f64),
+    /// value ≥ x
+    AtLeast(f64),
     /// value ÷ peer ≥ x
     RatioAtLeast(f64),
     /// value ÷ peer ≤ x
@@ -61,6 +63,7 @@ impl Metric {
         let ok = match self.target? {
             Target::Below(x) => self.value < x,
             Target::AtMost(x) => self.value <= x,
+            Target::AtLeast(x) => self.value >= x,
             Target::RatioAtLeast(x) => self.ratio()? >= x,
             Target::RatioAtMost(x) => self.ratio()? <= x,
         };
@@ -72,6 +75,7 @@ impl Metric {
             None => "—".into(),
             Some(Target::Below(x)) => format!("< {} {}", num(x), self.unit),
             Some(Target::AtMost(x)) => format!("≤ {} {}", num(x), self.unit),
+            Some(Target::AtLeast(x)) => format!("≥ {} {}", num(x), self.unit),
             Some(Target::RatioAtLeast(x)) => format!("ratio ≥ {}", num(x)),
             Some(Target::RatioAtMost(x)) => format!("ratio ≤ {}", num(x)),
         }
@@ -106,6 +110,8 @@ pub fn num(x: f64) -> String {
 
 #[derive(Default)]
 pub struct Report {
+    /// The heading of the Markdown table.
+    pub title: String,
     pub metrics: Vec<Metric>,
     pub details: Map<String, Value>,
     pub notes: Vec<String>,
@@ -150,7 +156,7 @@ impl Report {
     }
 
     pub fn markdown(&self) -> String {
-        let mut md = String::from("# rkube API benchmark\n\n");
+        let mut md = format!("# {}\n\n", self.title);
         let ctx = |k: &str| {
             self.context
                 .get(k)
@@ -201,12 +207,12 @@ impl Report {
         md
     }
 
-    /// Writes `api.json` and `api.md` into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    /// Writes `<name>.json` and `<name>.md` into `dir`.
+    pub fn write(&self, dir: &Path, name: &str) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = serde_json::to_string_pretty(&self.json())?;
-        std::fs::write(dir.join("api.json"), json + "\n")?;
-        std::fs::write(dir.join("api.md"), self.markdown())?;
+        std::fs::write(dir.join(format!("{name}.json")), json + "\n")?;
+        std::fs::write(dir.join(format!("{name}.md")), self.markdown())?;
         Ok(())
     }
 }

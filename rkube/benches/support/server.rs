@@ -57,6 +57,11 @@ impl Memory {
 impl Server {
     /// Spawns the server on `data_dir` (created or reused) and returns at once.
     pub fn spawn(data_dir: &Path) -> Result<Server> {
+        Server::spawn_with(data_dir, &[])
+    }
+
+    /// [`Server::spawn`] with more `rkube server` flags (e.g. `--datastore-endpoint`).
+    pub fn spawn_with(data_dir: &Path, extra: &[String]) -> Result<Server> {
         let kubeconfig = data_dir.join("kubeconfig.yaml");
         let log = data_dir.join("server.log");
         let spawned = Instant::now();
@@ -68,6 +73,7 @@ impl Server {
             .args(["--bind-address", "127.0.0.1", "--https-listen-port", "0"])
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
+            .args(extra)
             .env("RKUBE_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -92,7 +98,12 @@ impl Server {
 
     /// Spawns the server and waits until it logs that it is ready.
     pub async fn start(data_dir: &Path) -> Result<Server> {
-        let mut s = Server::spawn(data_dir)?;
+        Server::start_with(data_dir, &[]).await
+    }
+
+    /// [`Server::start`] with more `rkube server` flags.
+    pub async fn start_with(data_dir: &Path, extra: &[String]) -> Result<Server> {
+        let mut s = Server::spawn_with(data_dir, extra)?;
         s.wait_ready_logged(START_TIMEOUT).await?;
         Ok(s)
     }
@@ -152,14 +163,10 @@ impl Server {
     }
 
     pub fn memory(&self) -> Result<Memory> {
+        use super::usage::status_kib;
         let pid = self.pid().context("the server is stopped")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let field = |name: &str| -> Result<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .ok_or_else(|| anyhow!("no {name} in /proc/{pid}/status"))
+        let field = |name: &str| {
+            status_kib(pid, name).ok_or_else(|| anyhow!("no {name} in /proc/{pid}/status"))
         };
         Ok(Memory {
             rss_kib: field("VmRSS:")?,

@@ -20,6 +20,24 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks / TICKS)
 }
 
+/// Resident memory of a process (VmRSS of /proc/<pid>/status), in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of /proc/<pid>/status.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The 1-minute load average.
 pub fn loadavg() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
