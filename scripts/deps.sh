@@ -3,7 +3,8 @@
 # packages (only those missing) and the Rust toolchain's components. Safe to re-run.
 set -euo pipefail
 
-PACKAGES=(gcc make pkg-config ca-certificates protobuf-compiler libprotobuf-dev etcd-server etcd-client)
+PACKAGES=(gcc make pkg-config ca-certificates protobuf-compiler libprotobuf-dev etcd-server etcd-client
+    containerd runc containernetworking-plugins docker-registry busybox-static umoci skopeo)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -14,6 +15,21 @@ if ((${#missing[@]})); then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# Debian's docker-registry (and containerd) come with a service that the package starts
+# on install where services may start: the registry would then hold *:5000. The tests run
+# their own registry (scripts/registry.sh, loopback) and containerd (own socket, root and
+# state: the packaged one is harmless), so only the packaged registry is stopped/disabled.
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+if [ -d /run/systemd/system ]; then
+    if systemctl is-enabled --quiet docker-registry 2>/dev/null || systemctl is-active --quiet docker-registry 2>/dev/null; then
+        echo "deps: disabling the packaged docker-registry service (it would hold port 5000)"
+        $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+elif [ -f /var/run/docker-registry.pid ] && kill -0 "$(cat /var/run/docker-registry.pid)" 2>/dev/null; then
+    echo "deps: stopping the packaged docker-registry (sysvinit; it holds port 5000)"
+    $SUDO /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo >/dev/null; then

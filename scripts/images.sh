@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds rkube's test images offline, as OCI archives that `ctr -n k8s.io images import`
+# takes and that name their images in full (the archive's org.opencontainers.image.ref.name):
+#   $RKUBE_IMAGES_DIR/pause.tar    docker.io/rkube/pause:3.10      static scripts/pause.c
+#   $RKUBE_IMAGES_DIR/busybox.tar  docker.io/rkube/busybox:<M.m>   Debian's busybox-static
+# and $RKUBE_IMAGES_DIR/images.env with RKUBE_PAUSE_IMAGE / RKUBE_BUSYBOX_IMAGE (the refs).
+# An image whose inputs (this script, pause.c, the busybox binary) are unchanged is kept.
+#
+#   scripts/images.sh [--force] [--push HOST:PORT]
+#
+# --push copies both images to a plain-HTTP registry (e.g. one from scripts/registry.sh)
+# as HOST:PORT/rkube/pause:3.10 and HOST:PORT/rkube/busybox:<M.m>.
+# Needs gcc, umoci, skopeo and busybox-static: scripts/deps.sh installs them.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+OUT="${RKUBE_IMAGES_DIR:-$here/../target/images}"
+PAUSE_TAG=3.10
+
+force=0; push=""
+while (($#)); do
+    case "$1" in
+        --force) force=1 ;;
+        --push) [ $# -ge 2 ] || { echo "images: --push needs HOST:PORT" >&2; exit 2; }; push="$2"; shift ;;
+        -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "images: unknown argument '$1' (usage: $0 [--force] [--push HOST:PORT])" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+for tool in gcc umoci skopeo sha256sum; do
+    command -v "$tool" >/dev/null || { echo "images: $tool is missing: run scripts/deps.sh" >&2; exit 1; }
+done
+BUSYBOX=/bin/busybox
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed"; then
+    echo "images: busybox-static is not installed (a dynamic busybox would not run in the image): run scripts/deps.sh" >&2
+    exit 1
+fi
+# 1:1.35.0-4+deb12u1+b1 -> 1.35
+BUSYBOX_TAG="$(dpkg-query -W -f='${Version}' busybox-static | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')"
+
+PAUSE_REF="docker.io/rkube/pause:$PAUSE_TAG"
+BUSYBOX_REF="docker.io/rkube/busybox:$BUSYBOX_TAG"
+
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+
+# What an archive was built from; it is rebuilt when this changes.
+inputs() { cat "$0" "$@" | sha256sum | cut -d' ' -f1; }
+
+# build NAME REF ROOTFS-DIR UMOCI-CONFIG-ARGS...: a one-layer image from ROOTFS-DIR.
+build() {
+    local name="$1" ref="$2" rootfs="$3"; shift 3
+    local work="$OUT/.build-$name"
+    rm -rf "$work/oci"
+    umoci init --layout "$work/oci"
+    umoci new --image "$work/oci:$name"
+    umoci insert --image "$work/oci:$name" "$rootfs" /
+    umoci config --image "$work/oci:$name" --author rkube --history.created_by "scripts/images.sh" "$@"
+    # Written aside and renamed, so an interrupted run never leaves a half archive.
+    rm -f "$OUT/$name.tar.tmp"
+    skopeo --insecure-policy copy -q "oci:$work/oci:$name" "oci-archive:$OUT/$name.tar.tmp:$ref"
+    mv -f "$OUT/$name.tar.tmp" "$OUT/$name.tar"
+    rm -rf "$work"
+}
+
+# --- pause -------------------------------------------------------------------------------
+sum="$(inputs "$here/pause.c")"
+if ((force)) || [ ! -f "$OUT/pause.tar" ] || [ "$(cat "$OUT/.pause.inputs" 2>/dev/null)" != "$sum" ]; then
+    echo "images: building $PAUSE_REF"
+    rootfs="$OUT/.build-pause/rootfs"
+    rm -rf "$OUT/.build-pause"; mkdir -p "$rootfs"
+    gcc -static -Os -Wall -o "$rootfs/pause" "$here/pause.c"
+    strip "$rootfs/pause"
+    # As upstream's pause image: runs as 65535:65535.
+    build pause "$PAUSE_REF" "$rootfs" \
+        --config.entrypoint /pause --config.user 65535:65535 --config.workingdir /
+    echo "$sum" >"$OUT/.pause.inputs"
+else
+    echo "images: $PAUSE_REF is up to date ($OUT/pause.tar)"
+fi
+
+# --- busybox -----------------------------------------------------------------------------
+sum="$(inputs "$BUSYBOX")"
+if ((force)) || [ ! -f "$OUT/busybox.tar" ] || [ "$(cat "$OUT/.busybox.inputs" 2>/dev/null)" != "$sum" ]; then
+    echo "images: building $BUSYBOX_REF"
+    rootfs="$OUT/.build-busybox/rootfs"
+    rm -rf "$OUT/.build-busybox"; mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,var,home,proc,sys,dev}
+    chmod 1777 "$rootfs/tmp"; chmod 700 "$rootfs/root"
+    cp "$BUSYBOX" "$rootfs/bin/busybox"
+    # Every applet as a link to /bin/busybox at the path busybox itself gives it
+    # (bin/sh, usr/bin/wget, usr/bin/nc, usr/bin/nslookup, bin/sleep, bin/cat, ...).
+    "$BUSYBOX" --list-full | while read -r applet; do
+        [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$rootfs/etc/passwd"
+    printf 'root:x:0:\nnobody:x:65534:\n' >"$rootfs/etc/group"
+    printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
+    build busybox "$BUSYBOX_REF" "$rootfs" \
+        --config.cmd sh --config.workingdir / \
+        --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin
+    echo "$sum" >"$OUT/.busybox.inputs"
+else
+    echo "images: $BUSYBOX_REF is up to date ($OUT/busybox.tar)"
+fi
+
+cat >"$OUT/images.env" <<EOF
+RKUBE_PAUSE_IMAGE=$PAUSE_REF
+RKUBE_BUSYBOX_IMAGE=$BUSYBOX_REF
+EOF
+
+# --- push --------------------------------------------------------------------------------
+if [ -n "$push" ]; then
+    for pair in "pause:$PAUSE_REF" "busybox:$BUSYBOX_REF"; do
+        name="${pair%%:*}"; ref="${pair#*:}"
+        dest="docker://$push/${ref#docker.io/}"
+        echo "images: pushing $name to ${dest#docker://}"
+        skopeo --insecure-policy copy -q --dest-tls-verify=false "oci-archive:$OUT/$name.tar:$ref" "$dest" || {
+            echo "images: push to $push failed: is a registry there? (scripts/registry.sh start DIR PORT)" >&2
+            exit 1
+        }
+    done
+fi
