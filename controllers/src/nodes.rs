@@ -138,6 +138,8 @@ async fn pass(
     }
     // NoExecute eviction and pod GC.
     let pods_now = pods.state();
+    // Nodes missing from the cache, checked once per pass against the API (not per pod).
+    let mut gone: HashMap<String, bool> = HashMap::new();
     for p in &pods_now {
         let Some(node_name) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
             continue;
@@ -145,9 +147,18 @@ async fn pass(
         let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
         let Some(node) = all_nodes.iter().find(|n| n.name_any() == node_name) else {
             // The node is gone (and the cache is not just starting): force-delete.
-            if started.elapsed() > Duration::from_secs(5)
-                && nodes_api.get_opt(&node_name).await?.is_none()
-            {
+            if started.elapsed() <= Duration::from_secs(5) {
+                continue;
+            }
+            let is_gone = match gone.get(&node_name) {
+                Some(g) => *g,
+                None => {
+                    let g = nodes_api.get_opt(&node_name).await?.is_none();
+                    gone.insert(node_name.clone(), g);
+                    g
+                }
+            };
+            if is_gone {
                 ignore_gone(
                     api.delete(
                         &p.name_any(),

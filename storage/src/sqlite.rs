@@ -28,8 +28,13 @@ use crate::{
 /// Tuning of the embedded store.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Revisions of history kept by automatic compaction.
+    /// Revisions of history kept by automatic compaction, at least.
     pub retain: i64,
+    /// Time of history kept by automatic compaction, at least: a revision is compacted away
+    /// only once it is older than this *and* more than `retain` revisions old. A paged list
+    /// (its continue tokens read at the list's revision) or a watcher that fell behind has
+    /// this long before it gets 410 Gone, however fast the cluster writes.
+    pub history: Duration,
     /// Automatic compaction runs once history exceeds `retain` by this many revisions.
     pub compact_slack: i64,
     /// Events kept in memory for watchers.
@@ -46,9 +51,14 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             // History is for watchers that fell behind the in-memory ring and for paged
-            // lists; keeping it at most half the size of a typical live set keeps the
-            // database under twice the live data however many updates it takes.
+            // lists; once the `history` window has passed, keeping at most half the size
+            // of a typical live set keeps the database under twice the live data however
+            // many updates it takes.
             retain: 250,
+            // Upstream compacts etcd every 5 minutes and kine keeps its last 1000 revisions
+            // at each 5-minute compaction; a minute is enough for a paged list of 10,000
+            // pods under load or a lagging watcher, and bounds what a burst leaves behind.
+            history: Duration::from_secs(60),
             compact_slack: 250,
             ring: 1024,
             readers: 4,
@@ -188,6 +198,9 @@ impl SqliteStore {
             shared: shared.clone(),
             rev: committed,
             opts,
+            marks: VecDeque::new(),
+            mark_started: Instant::now(),
+            last_compact: Instant::now(),
         };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -567,6 +580,11 @@ struct Writer {
     shared: Arc<Shared>,
     rev: Revision,
     opts: Options,
+    /// (when, the revision then), about one a second over the `history` window: which
+    /// revisions are old enough to compact.
+    marks: VecDeque<(Instant, Revision)>,
+    mark_started: Instant,
+    last_compact: Instant,
 }
 
 struct Current {
@@ -578,7 +596,6 @@ struct Current {
 
 impl Writer {
     fn run(mut self, rx: std::sync::mpsc::Receiver<Cmd>) {
-        let mut last_compact_check = Instant::now();
         while let Ok(first) = rx.recv() {
             let mut writes = Vec::new();
             let mut compacts = Vec::new();
@@ -599,16 +616,50 @@ impl Writer {
                 let _ = reply.send(self.compact(rev));
             }
             if self.opts.auto_compact {
-                let compacted = self.shared.compacted.load(Ordering::Acquire);
-                if self.rev - compacted > self.opts.retain + self.opts.compact_slack
-                    || (last_compact_check.elapsed() > Duration::from_secs(300)
-                        && self.rev - compacted > self.opts.retain)
-                {
-                    last_compact_check = Instant::now();
-                    if let Err(e) = self.compact(self.rev - self.opts.retain) {
-                        tracing::warn!(error = %e, "automatic compaction failed");
-                    }
+                self.auto_compact();
+            }
+        }
+    }
+
+    /// Compacts what is both older than `history` and more than `retain` revisions old,
+    /// once that is `compact_slack` revisions or more (or 5 minutes have passed).
+    fn auto_compact(&mut self) {
+        let now = Instant::now();
+        let history = self.opts.history;
+        let old = if history.is_zero() {
+            self.rev
+        } else {
+            // A mark (t, rev): every revision up to rev was written by t. One mark per
+            // second of writes, moved forward while its second lasts.
+            match self.marks.back_mut() {
+                Some(back) if now.duration_since(self.mark_started) < Duration::from_secs(1) => {
+                    *back = (now, self.rev);
                 }
+                _ => {
+                    self.mark_started = now;
+                    self.marks.push_back((now, self.rev));
+                }
+            }
+            while self
+                .marks
+                .get(1)
+                .is_some_and(|(t, _)| now.duration_since(*t) >= history)
+            {
+                self.marks.pop_front();
+            }
+            match self.marks.front() {
+                Some(&(t, rev)) if now.duration_since(t) >= history => rev,
+                _ => return,
+            }
+        };
+        let target = old.min(self.rev - self.opts.retain);
+        let compacted = self.shared.compacted.load(Ordering::Acquire);
+        if target - compacted > self.opts.compact_slack
+            || (self.last_compact.elapsed() > Duration::from_secs(300) && target > compacted)
+        {
+            self.last_compact = now;
+            if let Err(e) = self.compact(target) {
+                tracing::warn!(error = %e, "automatic compaction failed");
             }
         }
     }

@@ -392,6 +392,7 @@ async fn sqlite_auto_compaction_bounds_history() {
     let b = Sqlite::with(storage::sqlite::Options {
         retain: 100,
         compact_slack: 50,
+        history: std::time::Duration::ZERO,
         ..Default::default()
     });
     let s = b.open().await;
@@ -427,4 +428,73 @@ fn rusqlite_count(path: &std::path::Path) -> i64 {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))
         .unwrap()
+}
+
+/// Automatic compaction keeps at least `history` of revisions, however many are written:
+/// a paged list can be continued at its revision and a watch can resume from it within
+/// that window; once the window has passed, the next write compacts.
+#[tokio::test]
+async fn sqlite_auto_compaction_keeps_the_history_window() {
+    let window = std::time::Duration::from_secs(2);
+    let b = Sqlite::with(storage::sqlite::Options {
+        retain: 10,
+        compact_slack: 10,
+        history: window,
+        ..Default::default()
+    });
+    let s = b.open().await;
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        s.create(&format!("/w/{i:02}"), vec![0; 64]).await.unwrap();
+    }
+    let first = s
+        .list(ListOptions {
+            prefix: "/w/",
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Far more writes than `retain` + `compact_slack`.
+    for round in 0..30u8 {
+        for i in 0..20 {
+            let key = format!("/w/{i:02}");
+            let cur = s.get(&key).await.unwrap().unwrap();
+            s.update(&key, vec![round; 64], cur.mod_revision)
+                .await
+                .unwrap();
+        }
+    }
+    assert!(
+        started.elapsed() < window,
+        "the writes took longer than the window: the machine is too slow for this test"
+    );
+    assert_eq!(
+        s.compacted_revision().await.unwrap(),
+        0,
+        "compacted within the window"
+    );
+    let rest = s
+        .list(ListOptions {
+            prefix: "/w/",
+            start_after: first.items.last().map(|kv| kv.key.as_str()),
+            revision: first.revision,
+            limit: 0,
+        })
+        .await
+        .expect("a paged list continues at its revision within the window");
+    assert_eq!(first.items.len() + rest.items.len(), 20);
+    assert!(rest.items.iter().all(|kv| kv.value == vec![0; 64]));
+
+    // After the window, a write compacts what is older than it (the writer compacts after
+    // answering it, before it takes the next write: the second write orders the check).
+    tokio::time::sleep(window + std::time::Duration::from_millis(100)).await;
+    s.create("/x/1", vec![1]).await.unwrap();
+    let head = s.create("/x/2", vec![1]).await.unwrap().mod_revision;
+    let compacted = s.compacted_revision().await.unwrap();
+    assert!(
+        compacted > first.revision && compacted <= head - 10,
+        "compacted to {compacted} (list at {}, head {head})",
+        first.revision
+    );
 }
