@@ -353,7 +353,47 @@ pub async fn admit_create(app: &App, res: &Resource, obj: &mut Value) -> ApiResu
     if res.plural == "services" {
         allocate_service(app, obj, None).await?;
     }
+    if res.plural == "pods" {
+        service_account_exists(app, obj).await?;
+    }
     Ok(())
+}
+
+/// The ServiceAccount admission plugin's check: a pod's service account must exist, else
+/// 403 as upstream words it. Deviation: the `default` account is let through when missing,
+/// since the namespace controller creates it just after the namespace (upstream rejects
+/// such pods until it exists, and clients retry).
+async fn service_account_exists(app: &App, pod: &Value) -> ApiResult<()> {
+    let sa = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap_or("default");
+    if sa.is_empty() || sa == "default" {
+        return Ok(());
+    }
+    let ns = object::namespace(pod).unwrap_or("default");
+    if app
+        .store
+        .get(&format!("/registry/serviceaccounts/{ns}/{sa}"))
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    // admission.NewForbidden names the object by its generateName when it has one.
+    let meta = &pod["metadata"];
+    let name = meta["generateName"]
+        .as_str()
+        .filter(|g| !g.is_empty())
+        .or(meta["name"].as_str())
+        .unwrap_or_default();
+    Err(ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "pods \"{name}\" is forbidden: error looking up service account {ns}/{sa}: \
+             serviceaccount \"{sa}\" not found"
+        ),
+    ))
 }
 
 /// Kind-specific admission on update.

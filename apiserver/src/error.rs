@@ -13,6 +13,16 @@ pub struct Cause {
     pub field: String,
 }
 
+impl Cause {
+    pub fn new(reason: &str, message: impl Into<String>, field: &str) -> Self {
+        Cause {
+            reason: reason.to_string(),
+            message: message.into(),
+            field: field.to_string(),
+        }
+    }
+}
+
 /// An API error: an HTTP code, a reason and a message, plus optional details.
 #[derive(Clone, Debug)]
 pub struct ApiError {
@@ -147,6 +157,26 @@ impl ApiError {
         );
         e.details = Some(Box::new(d));
         e
+    }
+
+    /// An error answered by another server (a kubelet), with its code kept, as upstream's
+    /// `NewGenericServerResponse`.
+    pub fn generic(code: u16, msg: impl Into<String>) -> Self {
+        let reason = match code {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "NotFound",
+            405 => "MethodNotAllowed",
+            409 => "Conflict",
+            410 => "Gone",
+            422 => "Invalid",
+            429 => "TooManyRequests",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "InternalError",
+        };
+        Self::new(code, reason, msg)
     }
 
     pub fn bad_request(msg: impl Into<String>) -> Self {

@@ -29,6 +29,16 @@ pub fn json_response(code: StatusCode, v: &Value) -> Response {
     r
 }
 
+/// A `text/plain` response (logs).
+fn text_response(body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
 /// Query keys the server sets for itself (never sent by clients: they hold a NUL).
 pub const MANAGER: &str = "\0manager";
 pub const APPLIED: &str = "\0applied";
@@ -212,6 +222,7 @@ impl App {
             ("scale", Method::PATCH) => self.patch(t, name, Some(sub), &q, headers, &body).await,
             ("binding", Method::POST) => self.bind(t, name, &q, headers, &body).await,
             ("eviction", Method::POST) => self.evict(t, name, &q, headers, &body).await,
+            ("log", Method::GET) => self.pod_log(t, name, &q).await,
             ("log" | "exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::new(
                 503,
                 "ServiceUnavailable",
@@ -229,6 +240,94 @@ impl App {
                 }
             }
         }
+    }
+
+    /// `GET pods/{name}/log`: checked as upstream's `LogLocation`, then relayed to the
+    /// kubelet of the pod's node (`/containerLogs/{ns}/{pod}/{container}`), its body
+    /// streamed back as it comes (`follow`).
+    async fn pod_log(&self, t: &Target, name: &str, q: &Query) -> ApiResult<Response> {
+        let mut causes = Vec::new();
+        let mut positive = |field: &str, min: i64| -> ApiResult<Option<i64>> {
+            let v = q.int(field)?;
+            if let Some(n) = v.filter(|n| *n < min) {
+                causes.push(Cause::new(
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: {n}: must be greater than {}",
+                        if min == 0 { "or equal to 0" } else { "0" }
+                    ),
+                    field,
+                ));
+            }
+            Ok(v)
+        };
+        positive("tailLines", 0)?;
+        positive("limitBytes", 1)?;
+        let since = positive("sinceSeconds", 1)?;
+        if since.is_some() && q.get("sinceTime").is_some_and(|s| !s.is_empty()) {
+            causes.push(Cause::new(
+                "FieldValueForbidden",
+                "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified",
+                "",
+            ));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid("", "PodLogOptions", name, causes));
+        }
+        let (pod, _) = self.get_object(t, name).await?;
+        let container = crate::kubelet::container_name(&pod, q.get("container"))?;
+        let Some(node_name) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+            // Not scheduled: nothing to read yet (upstream answers an empty log).
+            return Ok(text_response(Body::empty()));
+        };
+        let nodes = crate::resources::find("", "v1", "nodes").expect("nodes are served");
+        let node_target = Target {
+            res: nodes,
+            namespace: None,
+            name: Some(node_name.to_string()),
+            sub: None,
+            watch_path: false,
+        };
+        let (node, _) = self.get_object(&node_target, node_name).await?;
+        let (host, port) = crate::kubelet::kubelet_address(&node)?;
+        let ns = t.namespace.as_deref().unwrap_or_default();
+        let mut path = format!(
+            "/containerLogs/{}/{}/{}",
+            request::encode(ns),
+            request::encode(name),
+            request::encode(&container)
+        );
+        let params: Vec<String> = [
+            "follow",
+            "previous",
+            "timestamps",
+            "sinceSeconds",
+            "sinceTime",
+            "tailLines",
+            "limitBytes",
+        ]
+        .iter()
+        .filter_map(|k| {
+            q.get(k)
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", request::encode(v)))
+        })
+        .collect();
+        if !params.is_empty() {
+            path.push('?');
+            path.push_str(&params.join("&"));
+        }
+        let resp = self
+            .kubelets
+            .get(host, port, &path)
+            .await
+            .map_err(|e| ApiError::new(500, "InternalError", e))?;
+        if !resp.status().is_success() {
+            let code = resp.status().as_u16();
+            let text = crate::kubelet::error_text(resp, 4096).await;
+            return Err(ApiError::generic(code, text));
+        }
+        Ok(text_response(Body::new(resp.into_body())))
     }
 
     /// The current object and its revision.

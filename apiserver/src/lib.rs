@@ -25,6 +25,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod handlers;
+pub mod kubelet;
 pub mod managed;
 pub mod metrics;
 pub mod object;
@@ -73,6 +74,8 @@ pub struct App {
     pub service_lock: tokio::sync::Mutex<()>,
     /// Becomes true once the bootstrap objects exist.
     pub ready: tokio::sync::watch::Sender<bool>,
+    /// Relays `pods/log` (and the streaming subresources) to kubelets.
+    pub kubelets: kubelet::KubeletClient,
 }
 
 /// A server bound to its port, ready to serve.
@@ -104,7 +107,13 @@ impl Server {
         if let Some((_, secret)) = token.split_once("::server:") {
             tokens.push((secret.to_string(), admin));
         }
+        let kubelets = kubelet::KubeletClient::new(
+            &std::fs::read(&pki.kubelet_client_cert)?,
+            &std::fs::read(&pki.kubelet_client_key)?,
+        )
+        .context("loading the API server's kubelet client certificate")?;
         let app = Arc::new(App {
+            kubelets,
             store,
             cfg,
             metrics: metrics::Metrics::default(),

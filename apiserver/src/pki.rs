@@ -22,6 +22,10 @@ pub struct Pki {
     pub serving_key: PathBuf,
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
+    /// The API server's client certificate for kubelets (kubeadm's
+    /// `apiserver-kubelet-client`, k3s's `client-kube-apiserver`).
+    pub kubelet_client_cert: PathBuf,
+    pub kubelet_client_key: PathBuf,
     /// The node join token (`<data-dir>/server/token`).
     pub token: PathBuf,
 }
@@ -68,6 +72,8 @@ impl Pki {
             serving_key: dir.join("serving-kube-apiserver.key"),
             admin_cert: dir.join("client-admin.crt"),
             admin_key: dir.join("client-admin.key"),
+            kubelet_client_cert: dir.join("client-kube-apiserver.crt"),
+            kubelet_client_key: dir.join("client-kube-apiserver.key"),
             token: data_dir.join("server").join("token"),
             dir,
         }
@@ -149,6 +155,16 @@ impl Pki {
             let (cert, key) = client_cert(&issuer, "system:admin", &["system:masters"])?;
             fs::write(&pki.admin_cert, cert)?;
             write_private(&pki.admin_key, &key)?;
+        }
+
+        if !(pki.kubelet_client_cert.exists() && pki.kubelet_client_key.exists()) {
+            let (cert, key) = client_cert(
+                &issuer,
+                "kube-apiserver-kubelet-client",
+                &["system:masters"],
+            )?;
+            fs::write(&pki.kubelet_client_cert, cert)?;
+            write_private(&pki.kubelet_client_key, &key)?;
         }
 
         if !pki.token.exists() {

@@ -10,6 +10,7 @@
 //! - [`leader`]: Lease-based leader election; only the leader's controllers act.
 
 pub mod endpoints;
+pub mod events;
 pub mod gc;
 pub mod leader;
 pub mod namespace;

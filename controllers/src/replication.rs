@@ -17,6 +17,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+use crate::events::{reference, Recorder};
 use crate::Error;
 
 /// Most pods created or deleted in one sync (upstream's burstReplicas).
@@ -31,6 +32,7 @@ struct Ctx {
     pods: Store<Pod>,
     /// Per RC uid: pods we created or deleted that the cache has not caught up with.
     expectations: Mutex<HashMap<String, Expectations>>,
+    events: Recorder,
 }
 
 #[derive(Default)]
@@ -48,6 +50,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let controller = Controller::new(rcs, watcher::Config::default());
     let rc_store = controller.store();
     let ctx = Arc::new(Ctx {
+        events: Recorder::new(client.clone(), "replication-controller"),
         client,
         pods: pod_store,
         expectations: Mutex::new(HashMap::new()),
@@ -205,25 +208,27 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
     let mut failure = None;
     if active.len() < want {
         let missing = (want - active.len()).min(BURST);
-        // Slow start: 1, 2, 4, ... until a batch fails.
-        let mut batch = 1;
-        let mut done = 0;
-        'outer: while done < missing {
-            let n = batch.min(missing - done);
-            let template = pod_from_template(&rc);
-            let pp = PostParams::default();
-            let futs = (0..n).map(|_| pods_api.create(&pp, &template));
-            for r in futures::future::join_all(futs).await {
-                match r {
-                    Ok(p) => created.push(p.name_any()),
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        break 'outer;
-                    }
-                }
-            }
-            done += n;
-            batch *= 2;
+        let template = pod_from_template(&rc);
+        let pp = PostParams::default();
+        let (made, err) = slow_start(missing, || pods_api.create(&pp, &template)).await;
+        for p in made {
+            ctx.events.record(
+                reference(&*rc),
+                "Normal",
+                "SuccessfulCreate",
+                &format!("Created pod: {}", p.name_any()),
+            );
+            created.push(p.name_any());
+        }
+        if let Some(e) = err {
+            let msg = api_message(e);
+            ctx.events.record(
+                reference(&*rc),
+                "Warning",
+                "FailedCreate",
+                &format!("Error creating: {msg}"),
+            );
+            failure = Some(msg);
         }
     } else if active.len() > want {
         let mut victims: Vec<&Arc<Pod>> = active.clone();
@@ -241,9 +246,26 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
         });
         for (name, r) in futures::future::join_all(futs).await {
             match r {
-                Ok(_) => deleted.push(name),
+                Ok(_) => {
+                    ctx.events.record(
+                        reference(&*rc),
+                        "Normal",
+                        "SuccessfulDelete",
+                        &format!("Deleted pod: {name}"),
+                    );
+                    deleted.push(name);
+                }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => failure = Some(e.to_string()),
+                Err(e) => {
+                    let msg = api_message(e);
+                    ctx.events.record(
+                        reference(&*rc),
+                        "Warning",
+                        "FailedDelete",
+                        &format!("Error deleting: {msg}"),
+                    );
+                    failure = Some(msg);
+                }
             }
         }
     }
@@ -261,6 +283,43 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
     // The pod cache read here is fed by its own watch, which can lag behind the event that
     // triggered this reconcile: look again shortly (a resync, as upstream's informers do).
     Ok(Action::requeue(RESYNC))
+}
+
+/// Upstream's `slowStartBatch`: calls `create` `count` times in batches of 1, 2, 4, …,
+/// each batch concurrently, and stops after the first batch with a failure, so a template
+/// the API refuses costs one request, not `count`. What was made, and the first failure.
+async fn slow_start<T, E, F, Fut>(count: usize, create: F) -> (Vec<T>, Option<E>)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut made = Vec::new();
+    let mut batch = 1;
+    while made.len() < count {
+        let n = batch.min(count - made.len());
+        let mut failure = None;
+        for r in futures::future::join_all((0..n).map(|_| create())).await {
+            match r {
+                Ok(t) => made.push(t),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if failure.is_some() {
+            return (made, failure);
+        }
+        batch *= 2;
+    }
+    (made, None)
+}
+
+/// The message of an API error (what upstream puts in events and conditions).
+fn api_message(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message,
+        other => other.to_string(),
+    }
 }
 
 fn owner_reference(rc: &ReplicationController) -> OwnerReference {
@@ -443,5 +502,33 @@ mod tests {
         let mut all = [&ready, &not_ready, &pending, &unassigned];
         all.sort_by_key(|p| deletion_rank(p));
         assert_eq!(all, [&unassigned, &pending, &not_ready, &ready]);
+    }
+
+    /// Creates with a fake API that fails from its `fail_from`-th call on: the calls made.
+    async fn attempts(count: usize, fail_from: usize) -> (usize, usize, bool) {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let (made, err) = slow_start(count, || {
+            let i = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if i >= fail_from {
+                    Err("refused")
+                } else {
+                    Ok(i)
+                }
+            }
+        })
+        .await;
+        (calls.into_inner(), made.len(), err.is_some())
+    }
+
+    #[tokio::test]
+    async fn slow_start_doubles_batches_and_stops_after_a_failing_one() {
+        // Everything succeeds: all made, no failure.
+        assert_eq!(attempts(10, usize::MAX).await, (10, 10, false));
+        // The very first create fails: one call, not ten.
+        assert_eq!(attempts(10, 0).await, (1, 0, true));
+        // Batches 1, 2, 4 succeed (7); the batch of 8 has failures from call 9 on and is
+        // the last one tried.
+        assert_eq!(attempts(100, 9).await, (15, 9, true));
     }
 }

@@ -127,6 +127,11 @@ struct ServerArgs {
     /// tolerationSeconds given to pods for the unreachable taint (kube-apiserver's flag).
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// Automatic compaction of the datastore (kube-apiserver's flag, e.g. 5m0s, 30s): on
+    /// etcd how often it compacts, on SQLite the history it keeps at least (default 1m0s
+    /// there, 5m0s on etcd).
+    #[arg(long, value_parser = parse_duration)]
+    etcd_compaction_interval: Option<std::time::Duration>,
     /// Run without the kubelet and proxy: the API and controllers only.
     #[arg(long)]
     disable_agent: bool,
@@ -140,6 +145,37 @@ struct AgentArgs {
     /// The server's join token.
     #[arg(long, short = 't')]
     token: String,
+}
+
+/// A Go-style duration: `5m0s`, `30s`, `1m30s`, `500ms`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .with_context(|| format!("duration {s:?} lacks a unit (h, m, s, ms)"))?;
+        let n: f64 = rest[..end]
+            .parse()
+            .with_context(|| format!("duration {s:?}: bad number"))?;
+        rest = &rest[end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            u => bail!("duration {s:?}: unknown unit {u:?} (use h, m, s or ms)"),
+        };
+        total += n * scale;
+        rest = &rest[unit_end..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16)> {
@@ -195,7 +231,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         args.default_not_ready_toleration_seconds,
         args.default_unreachable_toleration_seconds,
     );
-    let store = storage::open(
+    let store = storage::open_with(
         args.datastore_endpoint.as_deref(),
         &storage::TlsFiles {
             ca_file: args.datastore_cafile.clone(),
@@ -203,6 +239,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             key_file: args.datastore_keyfile.clone(),
         },
         &args.data_dir,
+        args.etcd_compaction_interval,
     )
     .await
     .context("cannot open the datastore")?;
@@ -372,5 +409,22 @@ fn real_main() -> Result<()> {
             args.server,
             args.token.len()
         ),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations_parse_as_kube_apiserver_flags_do() {
+        assert_eq!(parse_duration("5m0s").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("3d").is_err());
     }
 }

@@ -120,13 +120,18 @@ async fn a_stale_update_gets_409_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_from_a_compacted_revision_gets_410_gone() {
-    let c = Cluster::start();
+    // History is kept a second at least (1 minute by default), and a few hundred revisions.
+    let c = Cluster::start_in(
+        tempfile::tempdir().unwrap(),
+        &["--etcd-compaction-interval", "1s"],
+    );
     let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
     let first = api
         .create(&PostParams::default(), &cm("w", "0"))
         .await
         .unwrap();
     let old_rv = first.metadata.resource_version.clone().unwrap();
+    let started = std::time::Instant::now();
     // Enough writes for automatic compaction (which keeps a few hundred revisions) to pass old_rv.
     let mut tasks = Vec::new();
     for t in 0..16 {
@@ -148,6 +153,16 @@ async fn a_watch_from_a_compacted_revision_gets_410_gone() {
     }
     for t in tasks {
         t.await.unwrap();
+    }
+    // Once old_rv is older than the window, the next write compacts (the store compacts
+    // after answering a write and before taking the next: the second orders it).
+    // (The window is tracked in marks of up to a second, hence two.)
+    tokio::time::sleep(std::time::Duration::from_millis(2200).saturating_sub(started.elapsed()))
+        .await;
+    for name in ["x1", "x2"] {
+        api.create(&PostParams::default(), &cm(name, "0"))
+            .await
+            .unwrap();
     }
     let mut w = api
         .watch(&WatchParams::default(), &old_rv)

@@ -4,6 +4,7 @@
 mod support;
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use support::{fails, kubectls, ok, Cluster};
@@ -332,4 +333,101 @@ fn a_stopped_nodes_pods_are_replaced_and_namespaces_and_endpoints_follow() {
         "get deleted ns",
     );
     assert!(err.contains("NotFound"), "{err}");
+}
+
+/// A template the API refuses: the RC reports ReplicaFailure (reason FailedCreate, the
+/// API's message) and a FailedCreate event, creates nothing, and recovers once the cause
+/// is gone. minReadySeconds: ready pods count as available only after that long.
+#[test]
+fn replica_failure_events_and_min_ready_seconds() {
+    let e = Env::start(2);
+    e.apply(&rc("locked", 3, "      serviceAccountName: missing\n"));
+    e.wait(
+        "rc/locked",
+        "jsonpath={.status.conditions[0].reason}=FailedCreate",
+    );
+    let cond = e.run(&[
+        "get",
+        "rc",
+        "locked",
+        "-o",
+        "jsonpath={.status.conditions[0].type} {.status.conditions[0].status}|{.status.conditions[0].message}",
+    ]);
+    let expected = "pods \"locked-\" is forbidden: error looking up service account \
+                    default/missing: serviceaccount \"missing\" not found";
+    assert_eq!(cond, format!("ReplicaFailure True|{expected}"));
+    assert!(e.pods("app=locked").is_empty());
+    let events = e.run(&[
+        "get",
+        "events",
+        "-o",
+        "jsonpath={range .items[?(@.involvedObject.name==\"locked\")]}{.type} {.reason} {.source.component}: {.message}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        events.contains(&format!(
+            "Warning FailedCreate replication-controller: Error creating: {expected}"
+        )),
+        "{events}"
+    );
+
+    // The cause goes: the pods come, the condition goes, each create is an event.
+    e.run(&["create", "serviceaccount", "missing"]);
+    e.wait("rc/locked", "jsonpath={.status.readyReplicas}=3");
+    let conditions = e.run(&["get", "rc", "locked", "-o", "jsonpath={.status.conditions}"]);
+    assert_eq!(conditions, "", "ReplicaFailure stays after recovery");
+    let events = e.run(&[
+        "get",
+        "events",
+        "-o",
+        "jsonpath={range .items[?(@.reason==\"SuccessfulCreate\")]}{.message}{\"\\n\"}{end}",
+    ]);
+    for (pod, _, _) in e.pods("app=locked") {
+        assert!(
+            events.lines().any(|l| l == format!("Created pod: {pod}")),
+            "no SuccessfulCreate event for {pod}: {events}"
+        );
+    }
+
+    // minReadySeconds: ready first, available only once each pod has been ready that long.
+    const MIN_READY: i64 = 10;
+    e.apply(&rc("slow", 2, "").replace(
+        "spec:\n  replicas: 2\n",
+        &format!("spec:\n  replicas: 2\n  minReadySeconds: {MIN_READY}\n"),
+    ));
+    e.wait("rc/slow", "jsonpath={.status.readyReplicas}=2");
+    let available = e.run(&[
+        "get",
+        "rc",
+        "slow",
+        "-o",
+        "jsonpath={.status.availableReplicas}",
+    ]);
+    assert!(
+        available.is_empty() || available == "0",
+        "available at once despite minReadySeconds: {available}"
+    );
+    e.wait("rc/slow", "jsonpath={.status.availableReplicas}=2");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ready_since = e.run(&[
+        "get",
+        "pods",
+        "-l",
+        "app=slow",
+        "-o",
+        "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}{\"\\n\"}{end}",
+    ]);
+    for t in ready_since.lines() {
+        let at = k8s_openapi::jiff::Timestamp::from_str(t)
+            .unwrap_or_else(|_| panic!("Ready lastTransitionTime {t:?}"))
+            .as_second();
+        // Timestamps have whole seconds: allow one for rounding.
+        assert!(
+            now - at >= MIN_READY - 1,
+            "available {}s after Ready (minReadySeconds {MIN_READY})",
+            now - at
+        );
+    }
 }

@@ -164,15 +164,34 @@ pub async fn open(
     tls: &TlsFiles,
     data_dir: &std::path::Path,
 ) -> Result<Arc<dyn Store>> {
+    open_with(endpoint, tls, data_dir, None).await
+}
+
+/// [`open`] with the automatic compaction period (kube-apiserver's
+/// `--etcd-compaction-interval`): on etcd how often it compacts, on SQLite how much history
+/// it keeps at least. `None`: each backend's default (5 minutes on etcd, 1 on SQLite).
+pub async fn open_with(
+    endpoint: Option<&str>,
+    tls: &TlsFiles,
+    data_dir: &std::path::Path,
+    compaction: Option<std::time::Duration>,
+) -> Result<Arc<dyn Store>> {
+    let sqlite_opts = || {
+        let mut o = sqlite::Options::default();
+        if let Some(c) = compaction {
+            o.history = c;
+        }
+        o
+    };
     match endpoint.map(str::trim) {
         None | Some("") => {
             let path = data_dir.join("server").join("db").join("state.db");
-            let store = sqlite::SqliteStore::open(&path, sqlite::Options::default())?;
+            let store = sqlite::SqliteStore::open(&path, sqlite_opts())?;
             Ok(Arc::new(store))
         }
         Some(ep) if ep.starts_with("sqlite://") => {
             let path = std::path::PathBuf::from(ep.trim_start_matches("sqlite://"));
-            let store = sqlite::SqliteStore::open(&path, sqlite::Options::default())?;
+            let store = sqlite::SqliteStore::open(&path, sqlite_opts())?;
             Ok(Arc::new(store))
         }
         Some(ep) if ep.starts_with("http://") || ep.starts_with("https://") => {
@@ -187,6 +206,13 @@ pub async fn open(
                 cert_file: tls.cert_file.clone(),
                 key_file: tls.key_file.clone(),
                 ..Default::default()
+            };
+            let opts = match compaction {
+                Some(c) => etcd::EtcdOptions {
+                    compaction_interval: c,
+                    ..opts
+                },
+                None => opts,
             };
             Ok(Arc::new(etcd::EtcdStore::connect(opts).await?))
         }
