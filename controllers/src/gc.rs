@@ -67,7 +67,12 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         let writer = Writer::new(ar.clone());
         let store = writer.as_reader();
         let tx = dirty_tx.clone();
-        let feed = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        // Only metadata matters here: the rest is dropped as it arrives.
+        let stream = watcher(api, watcher::Config::default()).modify(|o| {
+            o.data = serde_json::Value::Null;
+            crate::strip(&mut o.metadata);
+        });
+        let feed = reflector::reflector(writer, stream)
             .default_backoff()
             .touched_objects()
             .for_each(move |_| {

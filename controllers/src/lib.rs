@@ -64,11 +64,23 @@ where
     use futures::StreamExt;
     use kube::runtime::{reflector, watcher, WatchStreamExt};
     let (store, writer) = reflector::store();
-    let feed = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .for_each(|_| async {});
+    let feed = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(|o| strip(o.meta_mut())),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| async {});
     (store, AbortOnDrop(tokio::spawn(feed)))
+}
+
+/// What no controller reads and caches need not hold: managedFields are most of a cached
+/// object's memory (their FieldsV1 trees), the last-applied annotation a copy of the object.
+pub fn strip(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// Whether the pod's Ready condition is True.

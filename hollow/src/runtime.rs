@@ -603,7 +603,11 @@ async fn watch_nodes(shared: Arc<Shared>) {
 async fn watch_pods(shared: Arc<Shared>) {
     let api: Api<Pod> = Api::all(shared.client.clone());
     let config = watcher::Config::default().fields("spec.nodeName!=");
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    // managedFields are most of a pod's memory; status writes never need them.
+    let mut events = watcher::watcher(api, config)
+        .modify(|p| p.metadata.managed_fields = None)
+        .default_backoff()
+        .boxed();
     let mut relist: Option<HashMap<PodKey, Pod>> = None;
     let ours = |p: &Pod| node_of(p).is_some_and(|n| shared.nodes.contains_key(n));
     while let Some(ev) = events.next().await {

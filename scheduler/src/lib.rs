@@ -139,7 +139,9 @@ where
     K::DynamicType: Default,
 {
     tokio::spawn(async move {
+        // managedFields are most of an object's memory and the scheduler never reads them.
         let mut stream = watcher(api, watcher::Config::default())
+            .modify(|o| o.meta_mut().managed_fields = None)
             .default_backoff()
             .boxed();
         while let Some(item) = stream.next().await {
