@@ -33,9 +33,8 @@ struct Ctx {
     pods: Store<Pod>,
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client, pod_store: Store<Pod>) -> anyhow::Result<()> {
     let pods_api: Api<Pod> = Api::all(client.clone());
-    let (pod_store, _cache) = crate::cache(pods_api.clone());
     pod_store.wait_until_ready().await?;
     let controller = Controller::new(
         Api::<Service>::all(client.clone()),

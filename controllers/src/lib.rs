@@ -39,14 +39,17 @@ pub async fn run(
     }
 }
 
-/// Every controller; the first to end ends them all.
+/// Every controller; the first to end ends them all. The controllers that read pods share
+/// one watch-fed cache of them (as upstream's shared informers), the largest thing they hold.
 async fn all(client: kube::Client, node_cfg: nodes::NodeConfig) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    let (pods, _feed) = cache(kube::Api::<Pod>::all(client.clone()));
     tokio::select! {
-        r = nodes::run(client.clone(), node_cfg) => r,
+        r = nodes::run(client.clone(), node_cfg, pods.clone()) => r,
         r = namespace::run(client.clone()) => r,
-        r = replication::run(client.clone()) => r,
+        r = replication::run(client.clone(), pods.clone()) => r,
         r = gc::run(client.clone()) => r,
-        r = endpoints::run(client.clone()) => r,
+        r = endpoints::run(client.clone(), pods) => r,
     }
 }
 

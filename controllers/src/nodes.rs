@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -40,10 +41,9 @@ impl Default for NodeConfig {
     }
 }
 
-pub async fn run(client: Client, cfg: NodeConfig) -> anyhow::Result<()> {
+pub async fn run(client: Client, cfg: NodeConfig, pods: Store<Pod>) -> anyhow::Result<()> {
     let (nodes, _n) = crate::cache(Api::<Node>::all(client.clone()));
     let (leases, _l) = crate::cache(Api::<Lease>::namespaced(client.clone(), "kube-node-lease"));
-    let (pods, _p) = crate::cache(Api::<Pod>::all(client.clone()));
     nodes.wait_until_ready().await?;
     leases.wait_until_ready().await?;
     pods.wait_until_ready().await?;
@@ -97,12 +97,15 @@ async fn pass(
         }
     }
     // Heartbeats.
+    let all_leases: HashMap<String, Arc<Lease>> = leases
+        .state()
+        .into_iter()
+        .map(|l| (l.name_any(), l))
+        .collect();
     for n in &all_nodes {
         let name = n.name_any();
-        let renew = leases
-            .state()
-            .into_iter()
-            .find(|l| l.name_any() == name)
+        let renew = all_leases
+            .get(&name)
             .and_then(|l| {
                 l.spec
                     .as_ref()
@@ -138,6 +141,8 @@ async fn pass(
     }
     // NoExecute eviction and pod GC.
     let pods_now = pods.state();
+    let by_name: HashMap<String, &Arc<Node>> =
+        all_nodes.iter().map(|n| (n.name_any(), n)).collect();
     // Nodes missing from the cache, checked once per pass against the API (not per pod).
     let mut gone: HashMap<String, bool> = HashMap::new();
     for p in &pods_now {
@@ -145,7 +150,7 @@ async fn pass(
             continue;
         };
         let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
-        let Some(node) = all_nodes.iter().find(|n| n.name_any() == node_name) else {
+        let Some(node) = by_name.get(node_name.as_str()) else {
             // The node is gone (and the cache is not just starting): force-delete.
             if started.elapsed() <= Duration::from_secs(5) {
                 continue;

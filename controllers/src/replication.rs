@@ -42,10 +42,9 @@ struct Expectations {
     since: Option<Instant>,
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client, pod_store: Store<Pod>) -> anyhow::Result<()> {
     let rcs: Api<ReplicationController> = Api::all(client.clone());
     let pods_api: Api<Pod> = Api::all(client.clone());
-    let (pod_store, _cache) = crate::cache(pods_api.clone());
     pod_store.wait_until_ready().await?;
     let controller = Controller::new(rcs, watcher::Config::default());
     let rc_store = controller.store();
