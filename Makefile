@@ -6,28 +6,34 @@ DATA_DIR ?= $(HOME)/.rkube
 KUBECONFIG_OUT ?= $(DATA_DIR)/rkube.yaml
 PORT ?= 6443
 
-.PHONY: all build deps run test lint bench clean
+.PHONY: all build deps images run test lint bench clean
 
 all: build
 
 deps:
 	@scripts/deps.sh
 
+# The offline images (pause, busybox) as OCI archives in target/images/ (scripts/images.sh;
+# quick when up to date). The agent imports every archive of <data-dir>/agent/images/.
+images: deps
+	@scripts/images.sh
+
 build: deps
 	$(CARGO) build --release -p rkube
 	@echo "built target/release/rkube"
 
-run: build
+run: build images
+	@mkdir -p $(DATA_DIR)/agent/images && cp target/images/*.tar $(DATA_DIR)/agent/images/
 	@echo "starting rkube server (data: $(DATA_DIR), kubeconfig: $(KUBECONFIG_OUT))"
 	@echo "in another shell: export KUBECONFIG=$(KUBECONFIG_OUT); kubectl get nodes,ns"
 	./target/release/rkube server --data-dir $(DATA_DIR) --https-listen-port $(PORT) \
-		--write-kubeconfig $(KUBECONFIG_OUT) --disable-agent
+		--write-kubeconfig $(KUBECONFIG_OUT)
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps lint
+test: deps images lint
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace -- --test-threads=2
 

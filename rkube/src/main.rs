@@ -1,5 +1,6 @@
-//! `rkube`: one binary, one cluster. `rkube server` runs the API server (and, as they land,
-//! the scheduler, controllers, kubelet and proxy) on an embedded SQLite store.
+//! `rkube`: one binary, one cluster. `rkube server` runs the API server, the scheduler,
+//! the controllers and (unless `--disable-agent`) the kubelet, on an embedded SQLite store
+//! or etcd.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -111,6 +112,9 @@ struct ServerArgs {
     /// Cluster DNS service address.
     #[arg(long, default_value = "10.43.0.10")]
     cluster_dns: IpAddr,
+    /// Cluster DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// Node port range.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
@@ -135,6 +139,18 @@ struct ServerArgs {
     /// Run without the kubelet and proxy: the API and controllers only.
     #[arg(long)]
     disable_agent: bool,
+    /// HTTPS port of the kubelet's endpoint (logs, later exec).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// A running CRI runtime's socket, instead of the containerd rkube runs itself.
+    #[arg(long)]
+    container_runtime_endpoint: Option<PathBuf>,
+    /// Labels of this node (key=value).
+    #[arg(long)]
+    node_label: Vec<String>,
+    /// Taints of this node (key=value:Effect).
+    #[arg(long)]
+    node_taint: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -190,11 +206,6 @@ fn parse_port_range(s: &str) -> Result<(u16, u16)> {
 }
 
 async fn server(args: ServerArgs) -> Result<()> {
-    if !args.disable_agent {
-        tracing::warn!(
-            "the kubelet and proxy are not part of this build yet: running as with --disable-agent"
-        );
-    }
     if args.token.is_some() {
         bail!("--token is not supported yet: the join token is generated into <data-dir>/server/token");
     }
@@ -265,6 +276,8 @@ async fn server(args: ServerArgs) -> Result<()> {
         args.write_kubeconfig.display()
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let tx = std::sync::Arc::new(tx);
+    let stop = tx.clone();
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("signal handler");
@@ -273,8 +286,10 @@ async fn server(args: ServerArgs) -> Result<()> {
             _ = term.recv() => {},
         }
         tracing::info!("shutting down");
-        let _ = tx.send(true);
+        let _ = stop.send(true);
     });
+    let client_ca_pem = std::fs::read_to_string(&server.pki.ca_cert)
+        .with_context(|| format!("cannot read {}", server.pki.ca_cert.display()))?;
     let mut ready = server.app.ready.subscribe();
     let serving = tokio::spawn(server.run(rx.clone()));
     ready
@@ -309,33 +324,67 @@ async fn server(args: ServerArgs) -> Result<()> {
         grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
         cluster_cidr: args.cluster_cidr.clone(),
     };
+    let mut agent = if args.disable_agent {
+        None
+    } else {
+        let cfg = kubelet::Config {
+            node_name: args.node_name.clone().unwrap_or_else(hostname),
+            node_ip: args.node_ip.unwrap_or(advertise),
+            agent_dir: args.data_dir.join("agent"),
+            port: args.kubelet_port,
+            cluster_dns: args.cluster_dns,
+            cluster_domain: args.cluster_domain.clone(),
+            runtime_endpoint: args.container_runtime_endpoint.clone(),
+            client_ca_pem,
+            node_labels: parse_labels(&args.node_label)?,
+            node_taints: parse_taints(&args.node_taint)?,
+        };
+        Some(tokio::spawn(kubelet::run(client.clone(), cfg, rx.clone())))
+    };
     let controllers = tokio::spawn(async move {
         controllers::run(client, &identity, Default::default(), node_cfg, rx).await
     });
+    let agent_ended = async {
+        match agent.as_mut() {
+            Some(a) => a.await,
+            None => std::future::pending().await,
+        }
+    };
     // Any component ending is fatal: the process exits and its supervisor restarts it.
-    tokio::select! {
+    let result = tokio::select! {
         r = serving => r.context("the API server panicked")?,
         r = controllers => r.context("the controllers panicked")?,
         r = scheduler => r.context("the scheduler panicked")?,
+        r = agent_ended => r.context("the kubelet panicked")?.context("kubelet"),
+    };
+    // On the way out the agent stops its containerd (the pods keep running).
+    let _ = tx.send(true);
+    if let Some(a) = agent.filter(|a| !a.is_finished()) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), a).await;
     }
+    result
 }
 
-async fn hollow_nodes(args: HollowArgs) -> Result<()> {
-    let client = join::client(&args.server, &args.token).await?;
-    let labels = args
-        .node_label
+/// `key=value` labels, as k3s's --node-label.
+fn parse_labels(labels: &[String]) -> Result<Vec<(String, String)>> {
+    labels
         .iter()
         .map(|l| {
             l.split_once('=')
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .with_context(|| format!("--node-label {l:?} must be key=value"))
         })
-        .collect::<Result<Vec<_>>>()?;
-    let taints = args
-        .node_taint
-        .iter()
-        .map(|t| parse_taint(t))
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+fn parse_taints(taints: &[String]) -> Result<Vec<k8s_openapi::api::core::v1::Taint>> {
+    taints.iter().map(|t| parse_taint(t)).collect()
+}
+
+async fn hollow_nodes(args: HollowArgs) -> Result<()> {
+    let client = join::client(&args.server, &args.token).await?;
+    let labels = parse_labels(&args.node_label)?;
+    let taints = parse_taints(&args.node_taint)?;
     let cfg = hollow::HollowConfig {
         count: args.count,
         name_prefix: args.name_prefix,

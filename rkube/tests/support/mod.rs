@@ -13,6 +13,8 @@ use std::time::Duration;
 pub struct Cluster {
     child: Option<Child>,
     extra: Vec<String>,
+    /// Runs with its agent (kubelet and containerd), torn down on drop.
+    agent: bool,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub url: String,
@@ -66,15 +68,70 @@ impl Cluster {
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let log = dir.path().join("server.log");
-        let (child, url) = spawn(dir.path(), &kubeconfig, &log, extra);
+        let (child, url) = spawn(dir.path(), &kubeconfig, &log, extra, false);
         Cluster {
             child: Some(child),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            agent: false,
             dir,
             kubeconfig,
             url,
             log,
         }
+    }
+
+    /// Starts `rkube server` with its agent (the kubelet and a containerd of its own,
+    /// the kubelet's endpoint on a free port) and waits until the API is ready. The
+    /// image archives of `target/images/` (scripts/images.sh) are put in
+    /// `<data-dir>/agent/images/`, which the agent imports at start. On drop, everything
+    /// the agent left (containers, containerd, shims, mounts, bridge, cgroups) is removed.
+    pub fn start_with_agent(extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let images = std::env::var_os("RKUBE_IMAGES_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"));
+        assert!(
+            images.join("pause.tar").exists(),
+            "{} is missing: run `scripts/images.sh` (make test does it)",
+            images.join("pause.tar").display()
+        );
+        let to = dir.path().join("agent").join("images");
+        std::fs::create_dir_all(&to).expect("agent images dir");
+        for e in std::fs::read_dir(&images).expect("images dir").flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "tar") {
+                std::fs::copy(&p, to.join(e.file_name())).expect("copy an image archive");
+            }
+        }
+        let port = std::net::TcpListener::bind("0.0.0.0:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+            .to_string();
+        let mut args: Vec<String> = vec!["--kubelet-port".into(), port];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        let log = dir.path().join("server.log");
+        let mut c = Cluster {
+            child: None,
+            extra: args.clone(),
+            agent: true,
+            kubeconfig,
+            url: String::new(),
+            log,
+            dir,
+        };
+        let (child, url) = spawn(c.dir.path(), &c.kubeconfig, &c.log, &args_ref, true);
+        c.child = Some(child);
+        c.url = url;
+        c
+    }
+
+    /// The port of the kubelet's endpoint (agent clusters).
+    pub fn kubelet_port(&self) -> Option<u16> {
+        let i = self.extra.iter().position(|a| a == "--kubelet-port")?;
+        self.extra.get(i + 1)?.parse().ok()
     }
 
     /// The server's process id.
@@ -94,7 +151,13 @@ impl Cluster {
     pub fn restart(&mut self) {
         self.kill9();
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        let (child, url) = spawn(self.dir.path(), &self.kubeconfig, &self.log, &extra);
+        let (child, url) = spawn(
+            self.dir.path(),
+            &self.kubeconfig,
+            &self.log,
+            &extra,
+            self.agent,
+        );
         self.child = Some(child);
         self.url = url;
     }
@@ -135,10 +198,16 @@ impl Cluster {
     }
 }
 
-fn spawn(dir: &Path, kubeconfig: &Path, log: &Path, extra: &[&str]) -> (Child, String) {
+fn spawn(
+    dir: &Path,
+    kubeconfig: &Path,
+    log: &Path,
+    extra: &[&str],
+    agent: bool,
+) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rkube"))
         .arg("server")
-        .arg("--disable-agent")
+        .args((!agent).then_some("--disable-agent"))
         .arg("--data-dir")
         .arg(dir)
         .args(["--bind-address", "127.0.0.1", "--https-listen-port", "0"])
@@ -190,6 +259,18 @@ impl Drop for Cluster {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if self.agent {
+            let agent = self.dir.path().join("agent");
+            if std::thread::panicking() {
+                let log = agent.join("containerd").join("containerd.log");
+                if let Ok(text) = std::fs::read_to_string(log) {
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                    eprintln!("--- containerd log (last 30 lines) ---\n{tail}");
+                }
+            }
+            kubelet::containerd::teardown(&agent);
         }
         if std::thread::panicking() {
             if let Ok(log) = std::fs::read_to_string(&self.log) {

@@ -1,0 +1,1297 @@
+//! The pods bound to this node. One watch (`spec.nodeName=<node>`) feeds one worker
+//! per pod uid; a worker drives CRI toward the pod's spec once a second and on every
+//! change of the pod, and reports what it sees as the pod's status and events.
+//!
+//! A container's life in a worker (the only transitions there are):
+//!
+//! ```text
+//!  (none) ──image present/pulled, created, started──▶ Running ──exits──▶ Exited
+//!    │  └─pull fails─▶ ErrImagePull ─▶ ImagePullBackOff ─(10 s … 5 min)─▶ (none)
+//!    └─create/start fails─▶ CreateContainerError/RunContainerError ─(back-off)─▶ (none)
+//!  Exited ──restartPolicy says restart──▶ (first time at once, then CrashLoopBackOff
+//!           for 10 s doubling to 5 min) ──▶ Running (attempt + 1, restartCount + 1)
+//!  Exited ──restartPolicy says no──▶ stays Exited (the pod may turn Succeeded/Failed)
+//!  any ──deletionTimestamp──▶ stopped (grace period) ──▶ sandbox removed ──▶ pod deleted
+//! ```
+//!
+//! The sandbox comes first: a pod's containers are created only in a ready sandbox. A
+//! sandbox that dies is replaced (attempt + 1) unless the pod must not restart. A pod
+//! whose phase is terminal has its sandbox stopped and is left alone until deleted.
+//! Runtime objects carry the pod's uid as a label: a worker starting on a pod adopts
+//! the sandbox and containers already there (a kubelet restart restarts nothing).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{watcher, WatchStreamExt};
+use tokio::sync::watch;
+
+use crate::cri::{self, Cri};
+use crate::events::{Recorder, NORMAL, WARNING};
+use crate::spec::{self, NodeContext, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use crate::status::{self, ContainerView, PodView, State, Terminated};
+use crate::{Config, Error};
+
+/// How often a worker looks at its pod's containers (containerd's event stream later).
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Upstream's container restart and image pull back-off: 10 s doubling to 5 minutes.
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// upstream's `minimumGracePeriodInSeconds`.
+const MIN_GRACE_SECONDS: i64 = 2;
+
+/// The pods bound to this node by namespace and name, as the watch last saw them (for
+/// the kubelet's endpoint).
+#[derive(Clone, Default)]
+pub struct Registry(Arc<RwLock<HashMap<(String, String), Pod>>>);
+
+impl Registry {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.0
+            .read()
+            .expect("lock")
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    fn key(p: &Pod) -> (String, String) {
+        (
+            p.metadata.namespace.clone().unwrap_or_default(),
+            p.metadata.name.clone().unwrap_or_default(),
+        )
+    }
+
+    fn set(&self, p: &Pod) {
+        self.0
+            .write()
+            .expect("lock")
+            .insert(Self::key(p), p.clone());
+    }
+
+    fn remove(&self, p: &Pod) {
+        let mut m = self.0.write().expect("lock");
+        let key = Self::key(p);
+        if m.get(&key).and_then(|o| o.metadata.uid.as_ref()) == p.metadata.uid.as_ref() {
+            m.remove(&key);
+        }
+    }
+}
+
+/// upstream's back-off (`flowcontrol.Backoff`): the first failure is retried at once,
+/// the next ones after 10 s doubling to 5 minutes; forgotten after 10 quiet minutes.
+#[derive(Clone, Debug, Default)]
+pub struct Backoff {
+    delay: Option<Duration>,
+    updated: Option<Instant>,
+}
+
+impl Backoff {
+    /// When a retry may happen after a failure at `at`, if that is still ahead.
+    pub fn retry_at(&self, at: SystemTime, now: SystemTime) -> Option<SystemTime> {
+        let d = self.delay?;
+        if self.updated.is_some_and(|u| u.elapsed() > 2 * BACKOFF_MAX) {
+            return None;
+        }
+        let at = at + d;
+        (at > now).then_some(at)
+    }
+
+    /// Records a retry: the next wait is longer.
+    pub fn next(&mut self) {
+        let expired = self.updated.is_some_and(|u| u.elapsed() > 2 * BACKOFF_MAX);
+        self.delay = Some(match self.delay {
+            Some(d) if !expired => (d * 2).min(BACKOFF_MAX),
+            _ => BACKOFF_INITIAL,
+        });
+        self.updated = Some(Instant::now());
+    }
+
+    pub fn delay(&self) -> Duration {
+        self.delay.unwrap_or(BACKOFF_INITIAL)
+    }
+}
+
+/// A duration as Go prints it, to the millisecond (`1.234s`, `512ms`, `1m20s`, `5m0s`).
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (s, frac) = (rest / 1000, rest % 1000);
+    let secs = if frac == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
+}
+
+struct Ctx {
+    client: kube::Client,
+    cri: Cri,
+    node: NodeContext,
+    host_ip: String,
+    recorder: Recorder,
+}
+
+struct Handle {
+    tx: watch::Sender<Option<Pod>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the pods bound to this node until shutdown (their containers keep running).
+pub async fn run(
+    client: kube::Client,
+    cfg: Arc<Config>,
+    cri: Cri,
+    registry: Registry,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let facts = crate::node::Facts::read();
+    let ctx = Arc::new(Ctx {
+        recorder: Recorder::new(client.clone(), &cfg.node_name),
+        client: client.clone(),
+        cri,
+        host_ip: cfg.node_ip.to_string(),
+        node: NodeContext {
+            agent_dir: cfg.agent_dir.clone(),
+            node_name: cfg.node_name.clone(),
+            node_ip: cfg.node_ip,
+            cluster_dns: cfg.cluster_dns,
+            cluster_domain: cfg.cluster_domain.clone(),
+            cgroup_root: crate::containerd::Layout::new(&cfg.agent_dir).cgroup_root(),
+            host_dns: spec::ResolvConf::read(),
+            cpus: facts.cpus,
+            memory_bytes: facts.memory_kib * 1024,
+        },
+    });
+    let api: Api<Pod> = Api::all(client);
+    let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
+    let mut events = watcher(api, wc).default_backoff().boxed();
+    let mut workers: HashMap<String, Handle> = HashMap::new();
+    let mut listing: Option<HashSet<String>> = None;
+    let mut orphans_checked = false;
+    let mut reap = tokio::time::interval(Duration::from_secs(5));
+    let dispatch = |workers: &mut HashMap<String, Handle>, p: Pod| {
+        let Some(uid) = p.metadata.uid.clone() else {
+            return;
+        };
+        registry.set(&p);
+        match workers.get(&uid) {
+            Some(h) if !h.task.is_finished() => {
+                h.tx.send_replace(Some(p));
+            }
+            _ => {
+                let (tx, rx) = watch::channel(Some(p));
+                let task = tokio::spawn(worker(ctx.clone(), uid.clone(), rx));
+                workers.insert(uid, Handle { tx, task });
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(watcher::Event::Init)) => listing = Some(HashSet::new()),
+                Some(Ok(watcher::Event::InitApply(p))) => {
+                    if let (Some(l), Some(uid)) = (listing.as_mut(), p.metadata.uid.clone()) {
+                        l.insert(uid);
+                    }
+                    dispatch(&mut workers, p);
+                }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    let seen = listing.take().unwrap_or_default();
+                    for (uid, h) in &workers {
+                        if !seen.contains(uid) {
+                            h.tx.send_replace(None);
+                        }
+                    }
+                    if !orphans_checked {
+                        orphans_checked = true;
+                        tokio::spawn(remove_orphans(ctx.clone(), seen));
+                    }
+                }
+                Some(Ok(watcher::Event::Apply(p))) => dispatch(&mut workers, p),
+                Some(Ok(watcher::Event::Delete(p))) => {
+                    registry.remove(&p);
+                    if let Some(h) = p.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
+                        h.tx.send_replace(None);
+                    }
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "pod watch"),
+                None => return Ok(()),
+            },
+            _ = reap.tick() => workers.retain(|_, h| !h.task.is_finished()),
+            _ = shutdown.changed() => {
+                for h in workers.values() {
+                    h.task.abort();
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Sandboxes of pods the API no longer has (deleted while the kubelet was down) are
+/// stopped and removed.
+async fn remove_orphans(ctx: Arc<Ctx>, known: HashSet<String>) {
+    let Ok(all) = ctx.cri.list_pod_sandboxes(&[]).await else {
+        return;
+    };
+    for sb in all {
+        let Some(uid) = sb.labels.get(LABEL_POD_UID) else {
+            continue;
+        };
+        if known.contains(uid) {
+            continue;
+        }
+        tracing::info!(sandbox = %sb.id, %uid, "removing the sandbox of a pod that is gone");
+        let _ = ctx.cri.stop_pod_sandbox(&sb.id).await;
+        let _ = ctx.cri.remove_pod_sandbox(&sb.id).await;
+        if let Some(m) = &sb.metadata {
+            let dir = ctx
+                .node
+                .agent_dir
+                .join("pods")
+                .join(format!("{}_{}_{}", m.namespace, m.name, m.uid));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// One pod's worker: adopts what the runtime has of it, then syncs until the pod is
+/// gone from the API.
+async fn worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Pod>>) {
+    let Some(first) = rx.borrow_and_update().clone() else {
+        return;
+    };
+    let mut w = PodWorker::new(ctx, uid);
+    w.adopt(&first).await;
+    let mut pod = first;
+    loop {
+        let latest = rx.borrow_and_update().clone();
+        if let Some(p) = latest {
+            pod = p;
+        } else {
+            w.teardown(&pod, None).await;
+            return;
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            if !w.terminated {
+                let grace = pod
+                    .metadata
+                    .deletion_grace_period_seconds
+                    .or(pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds))
+                    .unwrap_or(30);
+                w.teardown(&pod, Some(grace)).await;
+                w.terminated = true;
+            }
+        } else if let Some(newer) = w.sync(&pod).await {
+            pod = newer;
+        }
+        let wait = if w.terminated {
+            Duration::from_secs(3600)
+        } else {
+            SYNC_INTERVAL
+        };
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Run {
+    Created,
+    Running { started_at: Option<Time> },
+    Exited(Terminated),
+}
+
+#[derive(Clone, Debug)]
+struct Current {
+    id: String,
+    attempt: u32,
+    run: Run,
+    image: String,
+    image_id: String,
+}
+
+/// One container of the pod, across its restarts.
+#[derive(Clone, Debug, Default)]
+struct Slot {
+    current: Option<Current>,
+    /// The previous run (lastState), and its container (removed when superseded).
+    last: Option<Terminated>,
+    last_id: Option<String>,
+    /// Why it is not running (ContainerCreating, ErrImagePull, CrashLoopBackOff …).
+    waiting: Option<(String, Option<String>)>,
+    /// The attempt the next container gets.
+    next_attempt: u32,
+    crash: Backoff,
+    /// Create/start failures wait for this.
+    retry_at: Option<SystemTime>,
+    pull: Backoff,
+    pull_retry_at: Option<SystemTime>,
+    pull_error: String,
+}
+
+struct Sandbox {
+    id: String,
+    ip: Option<String>,
+    config: cri::PodSandboxConfig,
+}
+
+struct PodWorker {
+    ctx: Arc<Ctx>,
+    uid: String,
+    sandbox: Option<Sandbox>,
+    next_sandbox_attempt: u32,
+    sandbox_backoff: Backoff,
+    sandbox_retry_at: Option<SystemTime>,
+    slots: HashMap<String, Slot>,
+    /// The summary of the last status written, and when.
+    written: Option<(serde_json::Value, Instant)>,
+    /// The pod's phase is terminal and its sandbox was stopped.
+    finished: bool,
+    /// Its deletion was carried out.
+    terminated: bool,
+}
+
+fn nanos_to_time(ns: i64) -> Option<Time> {
+    (ns > 0)
+        .then(|| Timestamp::from_nanosecond(i128::from(ns)).ok())
+        .flatten()
+        .map(Time)
+}
+
+fn nanos_to_system(ns: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
+}
+
+fn field_path(c: &str, init: bool) -> String {
+    if init {
+        format!("spec.initContainers{{{c}}}")
+    } else {
+        format!("spec.containers{{{c}}}")
+    }
+}
+
+fn restart_policy(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_else(|| "Always".into())
+}
+
+/// Whether a container that ended with `exit_code` is started again.
+pub fn should_restart(policy: &str, init: bool, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        // Init containers run to completion: Always is OnFailure for them.
+        _ if init => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// The pull policy in force (the API server defaults it; upstream's rule otherwise).
+pub fn pull_policy(c: &Container) -> String {
+    if let Some(p) = c.image_pull_policy.clone().filter(|p| !p.is_empty()) {
+        return p;
+    }
+    let image = c.image.as_deref().unwrap_or("");
+    let name = image.rsplit('/').next().unwrap_or(image);
+    let tagged = name.contains(':') && !name.ends_with(":latest");
+    if tagged || image.contains('@') {
+        "IfNotPresent".into()
+    } else {
+        "Always".into()
+    }
+}
+
+fn terminated_of(st: &cri::ContainerStatus) -> Terminated {
+    let reason = if !st.reason.is_empty() {
+        st.reason.clone()
+    } else if st.exit_code == 0 {
+        "Completed".into()
+    } else {
+        "Error".into()
+    };
+    Terminated {
+        exit_code: st.exit_code,
+        reason,
+        message: st.message.clone(),
+        started_at: nanos_to_time(st.started_at),
+        finished_at: nanos_to_time(st.finished_at),
+        container_id: format!("containerd://{}", st.id),
+    }
+}
+
+fn run_of(st: &cri::ContainerStatus) -> Run {
+    match cri::ContainerState::try_from(st.state) {
+        Ok(cri::ContainerState::ContainerRunning) => Run::Running {
+            started_at: nanos_to_time(st.started_at),
+        },
+        Ok(cri::ContainerState::ContainerCreated) => Run::Created,
+        _ => Run::Exited(terminated_of(st)),
+    }
+}
+
+fn current_of(st: &cri::ContainerStatus, spec_image: &str) -> Current {
+    let image = st
+        .image
+        .as_ref()
+        .map(|i| i.image.clone())
+        .filter(|i| !i.is_empty() && !i.starts_with("sha256:"))
+        .unwrap_or_else(|| spec_image.to_string());
+    Current {
+        id: st.id.clone(),
+        attempt: st.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+        run: run_of(st),
+        image,
+        image_id: st.image_ref.clone(),
+    }
+}
+
+impl PodWorker {
+    fn new(ctx: Arc<Ctx>, uid: String) -> PodWorker {
+        PodWorker {
+            ctx,
+            uid,
+            sandbox: None,
+            next_sandbox_attempt: 0,
+            sandbox_backoff: Backoff::default(),
+            sandbox_retry_at: None,
+            slots: HashMap::new(),
+            written: None,
+            finished: false,
+            terminated: false,
+        }
+    }
+
+    /// Takes over the sandbox and containers the runtime already has for this pod.
+    async fn adopt(&mut self, pod: &Pod) {
+        let cri = &self.ctx.cri;
+        let uid = self.uid.clone();
+        let mut sandboxes = match cri.list_pod_sandboxes(&[(LABEL_POD_UID, &uid)]).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot list the pod's sandboxes");
+                return;
+            }
+        };
+        sandboxes.sort_by_key(|s| s.created_at);
+        for sb in &sandboxes {
+            let attempt = sb.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
+            self.next_sandbox_attempt = self.next_sandbox_attempt.max(attempt + 1);
+        }
+        if let Some(sb) = sandboxes
+            .iter()
+            .rev()
+            .find(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
+        {
+            let attempt = sb.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
+            let ip = cri
+                .pod_sandbox_status(&sb.id)
+                .await
+                .ok()
+                .and_then(|s| s.network)
+                .map(|n| n.ip)
+                .filter(|ip| !ip.is_empty());
+            self.sandbox = Some(Sandbox {
+                id: sb.id.clone(),
+                ip,
+                config: spec::sandbox_config(pod, &self.ctx.node, attempt),
+            });
+        }
+        let Ok(containers) = cri.list_containers("", &[(LABEL_POD_UID, &uid)]).await else {
+            return;
+        };
+        let mut by_name: HashMap<String, Vec<cri::ContainerStatus>> = HashMap::new();
+        for c in containers {
+            let Some(name) = c.labels.get(LABEL_CONTAINER_NAME).cloned() else {
+                continue;
+            };
+            if let Ok(st) = cri.container_status(&c.id).await {
+                by_name.entry(name).or_default().push(st);
+            }
+        }
+        let images: HashMap<String, String> = all_containers(pod)
+            .map(|(c, _)| (c.name.clone(), c.image.clone().unwrap_or_default()))
+            .collect();
+        for (name, mut list) in by_name {
+            list.sort_by_key(|s| s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
+            let image = images.get(&name).cloned().unwrap_or_default();
+            let slot = self.slots.entry(name).or_default();
+            let latest = list.pop().expect("not empty");
+            let cur = current_of(&latest, &image);
+            slot.next_attempt = cur.attempt + 1;
+            slot.current = Some(cur);
+            if let Some(prev) = list.pop() {
+                slot.last = Some(terminated_of(&prev));
+                slot.last_id = Some(prev.id.clone());
+            }
+            // Older ones are of no use.
+            for old in list {
+                let _ = cri.remove_container(&old.id).await;
+            }
+        }
+        if self.sandbox.is_some() || !self.slots.is_empty() {
+            tracing::info!(pod = %spec::pod_desc(pod), containers = self.slots.len(), "adopted the pod's runtime objects");
+        }
+    }
+
+    /// Refreshes every container's state from the runtime.
+    async fn refresh(&mut self) {
+        for slot in self.slots.values_mut() {
+            let Some(cur) = slot.current.as_mut() else {
+                continue;
+            };
+            match self.ctx.cri.container_status(&cur.id).await {
+                Ok(st) => {
+                    cur.run = run_of(&st);
+                    if !st.image_ref.is_empty() {
+                        cur.image_id = st.image_ref.clone();
+                    }
+                }
+                Err(e) if e.is_not_found() => {
+                    // Removed behind our back: started again as a new attempt.
+                    slot.next_attempt = slot.next_attempt.max(cur.attempt + 1);
+                    slot.current = None;
+                }
+                Err(e) => tracing::debug!(error = %e, "ContainerStatus failed"),
+            }
+        }
+    }
+
+    /// One pass toward the pod's spec; returns the pod as the status write left it.
+    async fn sync(&mut self, pod: &Pod) -> Option<Pod> {
+        let observed_phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(observed_phase, Some("Succeeded") | Some("Failed")) {
+            if !self.finished {
+                self.finish(pod).await;
+            }
+            return None;
+        }
+        self.refresh().await;
+        if self.ensure_sandbox(pod).await {
+            let spec = pod.spec.clone().unwrap_or_default();
+            let mut initialized = true;
+            for c in spec.init_containers.iter().flatten() {
+                let done = self
+                    .slots
+                    .get(&c.name)
+                    .and_then(|s| s.current.as_ref())
+                    .is_some_and(|cur| matches!(&cur.run, Run::Exited(t) if t.exit_code == 0));
+                if done {
+                    continue;
+                }
+                initialized = false;
+                self.step(pod, c, true).await;
+                break;
+            }
+            if initialized {
+                for c in &spec.containers {
+                    self.step(pod, c, false).await;
+                }
+            }
+        }
+        let newer = self.report(pod).await;
+        let phase = newer
+            .as_ref()
+            .unwrap_or(pod)
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone());
+        if matches!(phase.as_deref(), Some("Succeeded") | Some("Failed")) {
+            self.finish(pod).await;
+        }
+        newer
+    }
+
+    /// The pod reached a terminal phase: its sandbox is stopped (containers and logs
+    /// stay until the pod is deleted).
+    async fn finish(&mut self, pod: &Pod) {
+        self.finished = true;
+        if let Some(sb) = &self.sandbox {
+            if let Err(e) = self.ctx.cri.stop_pod_sandbox(&sb.id).await {
+                tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot stop the sandbox of a finished pod");
+            }
+        }
+    }
+
+    /// Makes sure the pod has a ready sandbox; false when it has none (yet).
+    async fn ensure_sandbox(&mut self, pod: &Pod) -> bool {
+        let cri = self.ctx.cri.clone();
+        if let Some(sb) = &self.sandbox {
+            match cri.pod_sandbox_status(&sb.id).await {
+                Ok(st) if st.state == cri::PodSandboxState::SandboxReady as i32 => return true,
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "PodSandboxStatus failed");
+                    return false;
+                }
+            }
+            // It died: its containers go with it, and a new one is made.
+            self.ctx
+                .recorder
+                .pod(
+                    pod,
+                    None,
+                    NORMAL,
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.",
+                )
+                .await;
+            for slot in self.slots.values() {
+                if let Some(cur) = &slot.current {
+                    if !matches!(cur.run, Run::Exited(_)) {
+                        let _ = cri.stop_container(&cur.id, 0).await;
+                    }
+                }
+            }
+            let id = sb.id.clone();
+            let _ = cri.stop_pod_sandbox(&id).await;
+            let _ = cri.remove_pod_sandbox(&id).await;
+            self.sandbox = None;
+            self.refresh().await;
+        }
+        let ran = self
+            .slots
+            .values()
+            .any(|s| s.current.is_some() || s.last.is_some());
+        if restart_policy(pod) == "Never" && ran {
+            return false;
+        }
+        let now = SystemTime::now();
+        if self.sandbox_retry_at.is_some_and(|t| t > now) {
+            return false;
+        }
+        let log_dir = spec::pod_log_dir(&self.ctx.node.agent_dir, pod);
+        if let Err(e) = std::fs::create_dir_all(&log_dir) {
+            tracing::warn!(dir = %log_dir.display(), error = %e, "cannot create the pod's log directory");
+        }
+        let config = spec::sandbox_config(pod, &self.ctx.node, self.next_sandbox_attempt);
+        match cri.run_pod_sandbox(config.clone()).await {
+            Ok(id) => {
+                self.next_sandbox_attempt += 1;
+                self.sandbox_retry_at = None;
+                let ip = cri
+                    .pod_sandbox_status(&id)
+                    .await
+                    .ok()
+                    .and_then(|s| s.network)
+                    .map(|n| n.ip)
+                    .filter(|ip| !ip.is_empty());
+                tracing::info!(pod = %spec::pod_desc(pod), sandbox = %id, ip = ?ip, "sandbox ready");
+                self.sandbox = Some(Sandbox { id, ip, config });
+                true
+            }
+            Err(e) => {
+                self.sandbox_backoff.next();
+                self.sandbox_retry_at = Some(now + self.sandbox_backoff.delay() / 5);
+                self.ctx
+                    .recorder
+                    .pod(
+                        pod,
+                        None,
+                        WARNING,
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {e}"),
+                    )
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// Moves one container along: nothing while it runs; restart or back off when it
+    /// exited; create and start it when it has no container.
+    async fn step(&mut self, pod: &Pod, c: &Container, init: bool) {
+        let now = SystemTime::now();
+        let slot = self.slots.entry(c.name.clone()).or_default();
+        match slot.current.as_ref().map(|cur| cur.run.clone()) {
+            Some(Run::Running { .. }) | Some(Run::Created) => return,
+            Some(Run::Exited(t)) => {
+                if !should_restart(&restart_policy(pod), init, t.exit_code) {
+                    slot.waiting = None;
+                    return;
+                }
+                let finished = t
+                    .finished_at
+                    .as_ref()
+                    .map(|f| nanos_to_system(f.0.as_nanosecond() as i64))
+                    .unwrap_or(now);
+                if slot.crash.retry_at(finished, now).is_some() {
+                    let entering =
+                        slot.waiting.as_ref().map(|w| w.0.as_str()) != Some("CrashLoopBackOff");
+                    let message = format!(
+                        "back-off {} restarting failed container={} pod={}",
+                        go_duration(slot.crash.delay()),
+                        c.name,
+                        spec::pod_desc(pod)
+                    );
+                    slot.waiting = Some(("CrashLoopBackOff".into(), Some(message)));
+                    if entering {
+                        let msg = format!(
+                            "Back-off restarting failed container {} in pod {}",
+                            c.name,
+                            spec::pod_desc(pod)
+                        );
+                        self.ctx
+                            .recorder
+                            .pod(
+                                pod,
+                                Some(&field_path(&c.name, init)),
+                                WARNING,
+                                "BackOff",
+                                &msg,
+                            )
+                            .await;
+                    }
+                    return;
+                }
+                slot.crash.next();
+            }
+            None => {
+                if slot.retry_at.is_some_and(|t| t > now) {
+                    return;
+                }
+            }
+        }
+        self.start(pod, c, init).await;
+    }
+
+    /// Pulls (per the pull policy), creates and starts the container's next attempt.
+    async fn start(&mut self, pod: &Pod, c: &Container, init: bool) {
+        let ctx = self.ctx.clone();
+        let fp = field_path(&c.name, init);
+        let Some(sandbox) = self.sandbox.as_ref() else {
+            return;
+        };
+        let (sandbox_id, sandbox_config, pod_ip) = (
+            sandbox.id.clone(),
+            sandbox.config.clone(),
+            sandbox.ip.clone(),
+        );
+        let image_ref = match self.ensure_image(pod, c, &fp).await {
+            Ok(r) => r,
+            Err(waiting) => {
+                self.slots.entry(c.name.clone()).or_default().waiting = Some(waiting);
+                return;
+            }
+        };
+        let slot = self.slots.entry(c.name.clone()).or_default();
+        let attempt = slot
+            .current
+            .as_ref()
+            .map(|cur| cur.attempt + 1)
+            .unwrap_or(0)
+            .max(slot.next_attempt);
+        let log_dir: PathBuf = spec::pod_log_dir(&ctx.node.agent_dir, pod).join(&c.name);
+        let _ = std::fs::create_dir_all(&log_dir);
+        let rt = spec::Runtime {
+            pod_ip: pod_ip.or_else(|| spec::host_network(pod).then(|| ctx.host_ip.clone())),
+        };
+        let config = match spec::container_config(pod, c, attempt, &image_ref, &ctx.node, &rt) {
+            Ok(cfg) => cfg,
+            Err(msg) => {
+                slot.waiting = Some(("CreateContainerConfigError".into(), Some(msg.clone())));
+                slot.retry_at = Some(SystemTime::now() + Duration::from_secs(2));
+                ctx.recorder
+                    .pod(pod, Some(&fp), WARNING, "Failed", &format!("Error: {msg}"))
+                    .await;
+                return;
+            }
+        };
+        let id = match ctx
+            .cri
+            .create_container(&sandbox_id, config, sandbox_config)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                let msg = e.to_string();
+                slot.waiting = Some(("CreateContainerError".into(), Some(msg.clone())));
+                slot.crash.next();
+                slot.retry_at = Some(SystemTime::now() + slot.crash.delay());
+                ctx.recorder
+                    .pod(pod, Some(&fp), WARNING, "Failed", &format!("Error: {msg}"))
+                    .await;
+                return;
+            }
+        };
+        ctx.recorder
+            .pod(
+                pod,
+                Some(&fp),
+                NORMAL,
+                "Created",
+                &format!("Created container: {}", c.name),
+            )
+            .await;
+        let started = ctx.cri.start_container(&id).await;
+        // The previous run becomes lastState; the one before it goes.
+        if let Some(prev) = slot.current.take() {
+            if let Some(old) = slot.last_id.take() {
+                let _ = ctx.cri.remove_container(&old).await;
+            }
+            if let Run::Exited(t) = prev.run {
+                slot.last = Some(t);
+            }
+            slot.last_id = Some(prev.id);
+        }
+        slot.next_attempt = attempt + 1;
+        slot.retry_at = None;
+        let image = c.image.clone().unwrap_or_default();
+        slot.current = Some(Current {
+            id: id.clone(),
+            attempt,
+            run: Run::Created,
+            image: image.clone(),
+            image_id: image_ref.clone(),
+        });
+        match started {
+            Ok(()) => {
+                slot.waiting = None;
+                ctx.recorder
+                    .pod(
+                        pod,
+                        Some(&fp),
+                        NORMAL,
+                        "Started",
+                        &format!("Started container {}", c.name),
+                    )
+                    .await;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                slot.waiting = Some(("RunContainerError".into(), Some(msg.clone())));
+                ctx.recorder
+                    .pod(pod, Some(&fp), WARNING, "Failed", &format!("Error: {msg}"))
+                    .await;
+            }
+        }
+        if let Ok(st) = ctx.cri.container_status(&id).await {
+            let cur = current_of(&st, &image);
+            if let Some(c) = slot.current.as_mut() {
+                c.run = cur.run;
+                c.image = cur.image;
+                if !cur.image_id.is_empty() {
+                    c.image_id = cur.image_id;
+                }
+            }
+            // A container that could not start is an exited one (restart policy decides).
+            if matches!(slot.current.as_ref().map(|c| &c.run), Some(Run::Exited(_))) {
+                slot.waiting = None;
+            }
+        }
+    }
+
+    /// The image's reference, present or pulled per the pull policy; or the waiting
+    /// reason and message.
+    async fn ensure_image(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        fp: &str,
+    ) -> Result<String, (String, Option<String>)> {
+        let ctx = self.ctx.clone();
+        let image = c.image.clone().unwrap_or_default();
+        let policy = pull_policy(c);
+        let rec = |type_: &'static str, reason: &'static str, msg: String| {
+            let ctx = ctx.clone();
+            let pod = pod.clone();
+            let fp = fp.to_string();
+            async move { ctx.recorder.pod(&pod, Some(&fp), type_, reason, &msg).await }
+        };
+        if policy != "Always" {
+            match ctx.cri.image_status(&image).await {
+                Ok(Some(img)) => {
+                    rec(
+                        NORMAL,
+                        "Pulled",
+                        format!("Container image {image:?} already present on machine"),
+                    )
+                    .await;
+                    return Ok(img.id);
+                }
+                Ok(None) if policy == "Never" => {
+                    let msg = format!(
+                        "Container image {image:?} is not present with pull policy of Never"
+                    );
+                    rec(WARNING, "ErrImageNeverPull", msg.clone()).await;
+                    return Err(("ErrImageNeverPull".into(), Some(msg)));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(("ErrImagePull".into(), Some(e.to_string()))),
+            }
+        }
+        let now = SystemTime::now();
+        let slot = self.slots.entry(c.name.clone()).or_default();
+        if slot.pull_retry_at.is_some_and(|t| t > now) {
+            if slot.waiting.as_ref().map(|w| w.0.as_str()) != Some("ImagePullBackOff") {
+                rec(
+                    NORMAL,
+                    "BackOff",
+                    format!("Back-off pulling image {image:?}"),
+                )
+                .await;
+            }
+            return Err((
+                "ImagePullBackOff".into(),
+                Some(format!(
+                    "Back-off pulling image {image:?}: {}",
+                    slot.pull_error
+                )),
+            ));
+        }
+        rec(NORMAL, "Pulling", format!("Pulling image {image:?}")).await;
+        let t0 = Instant::now();
+        match ctx.cri.pull_image(&image).await {
+            Ok(r) => {
+                let took = go_duration(t0.elapsed());
+                let size = ctx
+                    .cri
+                    .image_status(&r)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|i| i.size)
+                    .unwrap_or(0);
+                slot.pull_retry_at = None;
+                rec(
+                    NORMAL,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
+                    ),
+                )
+                .await;
+                Ok(r)
+            }
+            Err(e) => {
+                let detail = match &e {
+                    Error::Cri { status, .. } => status.message().to_string(),
+                    other => other.to_string(),
+                };
+                slot.pull.next();
+                slot.pull_retry_at = Some(now + slot.pull.delay());
+                slot.pull_error = detail.clone();
+                let msg = format!("Failed to pull image {image:?}: {detail}");
+                rec(WARNING, "Failed", msg).await;
+                rec(WARNING, "Failed", "Error: ErrImagePull".into()).await;
+                Err(("ErrImagePull".into(), Some(detail)))
+            }
+        }
+    }
+
+    /// What the worker knows of the pod, for its status.
+    fn view(&self, pod: &Pod) -> PodView {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let initialized = spec.init_containers.iter().flatten().all(|c| {
+            self.slots
+                .get(&c.name)
+                .and_then(|s| s.current.as_ref())
+                .is_some_and(|cur| matches!(&cur.run, Run::Exited(t) if t.exit_code == 0))
+        });
+        let one = |c: &Container, init: bool| -> ContainerView {
+            let slot = self.slots.get(&c.name).cloned().unwrap_or_default();
+            let spec_image = c.image.clone().unwrap_or_default();
+            let default_wait = if !init && !initialized {
+                "PodInitializing"
+            } else {
+                "ContainerCreating"
+            };
+            let waiting = |w: Option<(String, Option<String>)>| {
+                let (reason, message) = w.unwrap_or((default_wait.into(), None));
+                State::Waiting { reason, message }
+            };
+            match &slot.current {
+                None => ContainerView {
+                    name: c.name.clone(),
+                    state: waiting(slot.waiting.clone()),
+                    last: slot.last.clone(),
+                    restart_count: slot.next_attempt.saturating_sub(1) as i32,
+                    image: spec_image,
+                    image_id: String::new(),
+                    container_id: None,
+                },
+                Some(cur) => {
+                    let (state, last) = match (&cur.run, &slot.waiting) {
+                        (Run::Exited(t), Some(w)) => (waiting(Some(w.clone())), Some(t.clone())),
+                        (Run::Exited(t), None) => (State::Terminated(t.clone()), slot.last.clone()),
+                        (Run::Running { started_at }, _) => (
+                            State::Running {
+                                started_at: started_at.clone(),
+                            },
+                            slot.last.clone(),
+                        ),
+                        (Run::Created, w) => (waiting(w.clone()), slot.last.clone()),
+                    };
+                    ContainerView {
+                        name: c.name.clone(),
+                        state,
+                        last,
+                        restart_count: cur.attempt as i32,
+                        image: if cur.image.is_empty() {
+                            spec_image
+                        } else {
+                            cur.image.clone()
+                        },
+                        image_id: cur.image_id.clone(),
+                        container_id: Some(format!("containerd://{}", cur.id)),
+                    }
+                }
+            }
+        };
+        let sandbox_ready = self.sandbox.is_some();
+        PodView {
+            sandbox_ready,
+            pod_ip: if spec::host_network(pod) {
+                sandbox_ready.then(|| self.ctx.host_ip.clone())
+            } else {
+                self.sandbox.as_ref().and_then(|s| s.ip.clone())
+            },
+            init: spec
+                .init_containers
+                .iter()
+                .flatten()
+                .map(|c| one(c, true))
+                .collect(),
+            main: spec.containers.iter().map(|c| one(c, false)).collect(),
+        }
+    }
+
+    /// Writes the pod's status when it differs from what the API holds.
+    async fn report(&mut self, pod: &Pod) -> Option<Pod> {
+        let view = self.view(pod);
+        let now = Time(Timestamp::now());
+        let desired = status::pod_status(pod, &view, &self.ctx.host_ip, spec::qos_class(pod), &now);
+        if status::status_current(pod.status.as_ref(), &desired) {
+            return None;
+        }
+        let summary = status::summary(&desired);
+        // The watch may lag our own write: the same status is not written again soon.
+        if self
+            .written
+            .as_ref()
+            .is_some_and(|(s, at)| *s == summary && at.elapsed() < Duration::from_secs(10))
+        {
+            return None;
+        }
+        let api: Api<Pod> = Api::namespaced(
+            self.ctx.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let patch = status::status_patch(&self.uid, &desired);
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(p) => {
+                self.written = Some((summary, Instant::now()));
+                Some(p)
+            }
+            Err(e) => {
+                tracing::debug!(pod = %spec::pod_desc(pod), error = %e, "pod status update failed");
+                None
+            }
+        }
+    }
+
+    /// Stops the pod's containers (SIGTERM, SIGKILL after the grace period), removes its
+    /// sandboxes and logs; with a grace period (a deletion the API asked for), then
+    /// deletes the pod object for good, on condition it is still this pod.
+    async fn teardown(&mut self, pod: &Pod, grace: Option<i64>) {
+        let ctx = self.ctx.clone();
+        let spec_grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        let timeout = grace.unwrap_or(spec_grace).max(MIN_GRACE_SECONDS);
+        self.refresh().await;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let inits: HashSet<String> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+        let mut stops = Vec::new();
+        for (name, slot) in &self.slots {
+            let Some(cur) = &slot.current else { continue };
+            if matches!(cur.run, Run::Exited(_)) {
+                continue;
+            }
+            if grace.is_some() {
+                ctx.recorder
+                    .pod(
+                        pod,
+                        Some(&field_path(name, inits.contains(name))),
+                        NORMAL,
+                        "Killing",
+                        &format!("Stopping container {name}"),
+                    )
+                    .await;
+            }
+            let cri = ctx.cri.clone();
+            let id = cur.id.clone();
+            stops.push(async move { cri.stop_container(&id, timeout).await });
+        }
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
+                tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot stop a container");
+            }
+        }
+        let sandboxes = ctx
+            .cri
+            .list_pod_sandboxes(&[(LABEL_POD_UID, &self.uid)])
+            .await
+            .unwrap_or_default();
+        for sb in sandboxes {
+            if let Err(e) = ctx.cri.stop_pod_sandbox(&sb.id).await {
+                tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot stop the sandbox");
+            }
+            if let Err(e) = ctx.cri.remove_pod_sandbox(&sb.id).await {
+                tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot remove the sandbox");
+            }
+        }
+        self.sandbox = None;
+        self.slots.clear();
+        let _ = std::fs::remove_dir_all(spec::pod_log_dir(&ctx.node.agent_dir, pod));
+        ctx.recorder.forget(&self.uid);
+        tracing::info!(pod = %spec::pod_desc(pod), "pod stopped and removed from the runtime");
+        if grace.is_some() {
+            let api: Api<Pod> = Api::namespaced(
+                ctx.client.clone(),
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+            );
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            match api.delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => {
+                    tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot delete the pod")
+                }
+            }
+        }
+    }
+}
+
+fn all_containers(pod: &Pod) -> impl Iterator<Item = (&Container, bool)> {
+    let spec = pod.spec.as_ref();
+    spec.into_iter()
+        .flat_map(|s| s.init_containers.iter().flatten().map(|c| (c, true)))
+        .chain(
+            spec.into_iter()
+                .flat_map(|s| s.containers.iter().map(|c| (c, false))),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        let cases = [
+            (0, "0s"),
+            (512, "512ms"),
+            (1000, "1s"),
+            (1234, "1.234s"),
+            (1500, "1.5s"),
+            (10_000, "10s"),
+            (80_000, "1m20s"),
+            (300_000, "5m0s"),
+            (3_661_000, "1h1m1s"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(go_duration(Duration::from_millis(ms)), want, "{ms}");
+        }
+    }
+
+    #[test]
+    fn backoff() {
+        let mut b = Backoff::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        // First failure: retried at once.
+        assert_eq!(b.retry_at(t0, t0), None);
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            b.next();
+            delays.push(b.delay().as_secs());
+        }
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(
+            b.retry_at(t0, t0 + Duration::from_secs(1)),
+            Some(t0 + Duration::from_secs(300))
+        );
+        assert_eq!(b.retry_at(t0, t0 + Duration::from_secs(301)), None);
+    }
+
+    #[test]
+    fn policies() {
+        // (restart policy, init, exit code, restart)
+        let cases = [
+            ("Always", false, 0, true),
+            ("Always", false, 1, true),
+            ("OnFailure", false, 0, false),
+            ("OnFailure", false, 3, true),
+            ("Never", false, 3, false),
+            ("Always", true, 0, false),
+            ("Always", true, 1, true),
+            ("Never", true, 1, false),
+        ];
+        for (p, init, code, want) in cases {
+            assert_eq!(should_restart(p, init, code), want, "{p} {init} {code}");
+        }
+        let c = |image: &str, policy: Option<&str>| Container {
+            name: "c".into(),
+            image: Some(image.into()),
+            image_pull_policy: policy.map(str::to_string),
+            ..Default::default()
+        };
+        let cases = [
+            (c("busybox", None), "Always"),
+            (c("busybox:latest", None), "Always"),
+            (c("docker.io/rkube/busybox:1.35", None), "IfNotPresent"),
+            (c("localhost:5000/busybox", None), "Always"),
+            (c("busybox@sha256:abc", None), "IfNotPresent"),
+            (c("busybox", Some("Never")), "Never"),
+        ];
+        for (container, want) in cases {
+            assert_eq!(pull_policy(&container), want, "{:?}", container.image);
+        }
+    }
+}
