@@ -1,6 +1,6 @@
-//! The API server as a client of the kubelets: `pods/log` (and later exec, attach,
-//! port-forward) are relayed to the kubelet of the pod's node over HTTPS, as upstream's
-//! `pkg/registry/core/pod` does.
+//! The API server as a client of the kubelets: `pods/log`, exec, attach and port-forward
+//! (see [`crate::streaming`]) are relayed to the kubelet of the pod's node over HTTPS, as
+//! upstream's `pkg/registry/core/pod` does.
 //!
 //! The API server authenticates with its own client certificate
 //! (`client-kube-apiserver.crt`, signed by the cluster CA; kubelets require one). Like
@@ -53,6 +53,27 @@ impl KubeletClient {
         port: u16,
         path_and_query: &str,
     ) -> Result<http::Response<Incoming>, String> {
+        self.request(
+            host,
+            port,
+            http::Method::GET,
+            path_and_query,
+            &http::HeaderMap::new(),
+        )
+        .await
+    }
+
+    /// `method https://host:port<path_and_query>` with `headers` (and no body), on a
+    /// connection that may be upgraded: after a 101, `hyper::upgrade::on(response)` is
+    /// the kubelet's side of the stream.
+    pub async fn request(
+        &self,
+        host: IpAddr,
+        port: u16,
+        method: http::Method,
+        path_and_query: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<http::Response<Incoming>, String> {
         let addr = std::net::SocketAddr::new(host, port);
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
@@ -69,9 +90,13 @@ impl KubeletClient {
                 .await
                 .map_err(|e| format!("http with the kubelet at {addr}: {e}"))?;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let _ = conn.with_upgrades().await;
         });
-        let req = http::Request::get(path_and_query)
+        let mut req = http::Request::builder().method(method).uri(path_and_query);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let req = req
             .header(http::header::HOST, addr.to_string())
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;

@@ -40,6 +40,7 @@ pub mod request;
 pub mod resources;
 pub mod selector;
 pub mod serve;
+pub mod streaming;
 pub mod table;
 pub mod validation;
 
@@ -178,6 +179,18 @@ async fn dispatch(State(app): State<Arc<App>>, req: http::Request<Body>) -> Resp
     let labels = metrics::labels(&parts.method, &route);
     let resp = if identity == Identity::Anonymous && !public {
         ApiError::unauthorized().into_response()
+    } else if streaming::wanted(&route) {
+        let upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+        streaming::serve(
+            &app,
+            &parts.method,
+            route,
+            &parts.uri,
+            &parts.headers,
+            upgrade,
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
     } else {
         match axum::body::to_bytes(body, request::MAX_BODY).await {
             Err(_) => ApiError::too_large().into_response(),

@@ -13,8 +13,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use crate::Error;
 
 pub use api::{
-    ContainerConfig, ContainerState, ContainerStatus, PodSandboxConfig, PodSandboxState,
-    PodSandboxStatus,
+    AttachRequest, ContainerConfig, ContainerState, ContainerStatus, ExecRequest, PodSandboxConfig,
+    PodSandboxState, PodSandboxStatus,
 };
 
 /// A CRI client; cheap to clone (one HTTP/2 channel underneath, reconnected on demand).
@@ -252,6 +252,71 @@ impl Cri {
             .map_err(err("ListContainers"))?
             .into_inner()
             .containers)
+    }
+
+    /// Runs `cmd` in the container to its end (at most `timeout` seconds): its exit
+    /// code and its stdout and stderr together (probes and hooks).
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: i64,
+    ) -> Result<(i32, String), Error> {
+        let req = api::ExecSyncRequest {
+            container_id: id.into(),
+            cmd,
+            timeout,
+        };
+        let r = self
+            .rt
+            .clone()
+            .exec_sync(req)
+            .await
+            .map_err(err("ExecSync"))?
+            .into_inner();
+        let mut out = String::from_utf8_lossy(&r.stdout).into_owned();
+        out.push_str(&String::from_utf8_lossy(&r.stderr));
+        Ok((r.exit_code, out))
+    }
+
+    /// A URL on the runtime's streaming server that runs `cmd` in the container.
+    pub async fn exec(&self, req: api::ExecRequest) -> Result<String, Error> {
+        Ok(self
+            .rt
+            .clone()
+            .exec(req)
+            .await
+            .map_err(err("Exec"))?
+            .into_inner()
+            .url)
+    }
+
+    /// A URL on the runtime's streaming server that attaches to the container.
+    pub async fn attach(&self, req: api::AttachRequest) -> Result<String, Error> {
+        Ok(self
+            .rt
+            .clone()
+            .attach(req)
+            .await
+            .map_err(err("Attach"))?
+            .into_inner()
+            .url)
+    }
+
+    /// A URL on the runtime's streaming server forwarding to the sandbox's ports.
+    pub async fn port_forward(&self, sandbox_id: &str) -> Result<String, Error> {
+        let req = api::PortForwardRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            port: Vec::new(),
+        };
+        Ok(self
+            .rt
+            .clone()
+            .port_forward(req)
+            .await
+            .map_err(err("PortForward"))?
+            .into_inner()
+            .url)
     }
 
     pub async fn container_status(&self, id: &str) -> Result<ContainerStatus, Error> {

@@ -9,21 +9,32 @@
 //! - [`node`]: the Node, its status and its Lease in `kube-node-lease`.
 //! - [`spec`]: what CRI is asked for a pod (sandbox and container configs, env, DNS),
 //!   pure.
+//! - [`env`]: what a container's environment refers to (ConfigMaps, Secrets, services).
 //! - [`status`]: the pod status reported from what CRI says, pure.
 //! - [`pods`]: the pods bound to this node: one worker per pod drives CRI toward the
 //!   pod's spec and reports its status and events.
+//! - [`volumes`]: a pod's volumes on the node (emptyDir, hostPath, API data through
+//!   upstream's atomic writer), `/etc/hosts`, and the containers' mounts.
+//! - [`probes`]: liveness, readiness and startup probes (exec, httpGet, tcpSocket).
+//! - [`hooks`]: postStart and preStop lifecycle hooks.
 //! - [`logs`]: the CRI log format, pure.
-//! - [`server`]: the kubelet's HTTPS endpoint (`/healthz`, `/containerLogs`).
+//! - [`server`]: the kubelet's HTTPS endpoint (`/healthz`, `/containerLogs`, and the
+//!   streaming requests of [`stream`]: exec, attach, port-forward relayed to the runtime).
 
 pub mod containerd;
 pub mod cri;
+pub mod env;
 mod events;
+pub mod hooks;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod server;
 pub mod spec;
 pub mod status;
+pub mod stream;
+pub mod volumes;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

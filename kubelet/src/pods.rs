@@ -11,6 +11,7 @@
 //!  Exited ──restartPolicy says restart──▶ (first time at once, then CrashLoopBackOff
 //!           for 10 s doubling to 5 min) ──▶ Running (attempt + 1, restartCount + 1)
 //!  Exited ──restartPolicy says no──▶ stays Exited (the pod may turn Succeeded/Failed)
+//!  Running ──postStart fails / liveness or startup probe fails──▶ stopped ──▶ Exited
 //!  any ──deletionTimestamp──▶ stopped (grace period) ──▶ sandbox removed ──▶ pod deleted
 //! ```
 //!
@@ -35,8 +36,11 @@ use tokio::sync::watch;
 
 use crate::cri::{self, Cri};
 use crate::events::{Recorder, NORMAL, WARNING};
+use crate::hooks;
+use crate::probes;
 use crate::spec::{self, NodeContext, LABEL_CONTAINER_NAME, LABEL_POD_UID};
 use crate::status::{self, ContainerView, PodView, State, Terminated};
+use crate::volumes;
 use crate::{Config, Error};
 
 /// How often a worker looks at its pod's containers (containerd's event stream later).
@@ -44,6 +48,8 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Upstream's container restart and image pull back-off: 10 s doubling to 5 minutes.
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long a postStart hook may run.
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// upstream's `minimumGracePeriodInSeconds`.
 const MIN_GRACE_SECONDS: i64 = 2;
 
@@ -269,6 +275,7 @@ async fn remove_orphans(ctx: Arc<Ctx>, known: HashSet<String>) {
                 .agent_dir
                 .join("pods")
                 .join(format!("{}_{}_{}", m.namespace, m.name, m.uid));
+            volumes::cleanup(&dir);
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -374,6 +381,14 @@ struct PodWorker {
     finished: bool,
     /// Its deletion was carried out.
     terminated: bool,
+    /// The host path of each volume, once they were all set up.
+    volumes: Option<HashMap<String, PathBuf>>,
+    /// When the volumes are set up (API data rewritten) again.
+    volumes_next: Option<Instant>,
+    /// The managed `/etc/hosts`.
+    hosts: Option<PathBuf>,
+    /// The probes of each running container with probes.
+    probes: HashMap<String, probes::Probes>,
 }
 
 fn nanos_to_time(ns: i64) -> Option<Time> {
@@ -485,6 +500,10 @@ impl PodWorker {
             written: None,
             finished: false,
             terminated: false,
+            volumes: None,
+            volumes_next: None,
+            hosts: None,
+            probes: HashMap::new(),
         }
     }
 
@@ -593,7 +612,7 @@ impl PodWorker {
             return None;
         }
         self.refresh().await;
-        if self.ensure_sandbox(pod).await {
+        if self.ensure_sandbox(pod).await && self.ensure_volumes(pod).await {
             let spec = pod.spec.clone().unwrap_or_default();
             let mut initialized = true;
             for c in spec.init_containers.iter().flatten() {
@@ -613,6 +632,7 @@ impl PodWorker {
                 for c in &spec.containers {
                     self.step(pod, c, false).await;
                 }
+                self.run_probes(pod).await;
             }
         }
         let newer = self.report(pod).await;
@@ -635,6 +655,197 @@ impl PodWorker {
         if let Some(sb) = &self.sandbox {
             if let Err(e) = self.ctx.cri.stop_pod_sandbox(&sb.id).await {
                 tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot stop the sandbox of a finished pod");
+            }
+        }
+    }
+
+    /// Runs the probes that are due of the running containers (concurrently); a
+    /// liveness or startup failure kills the container (the restart policy takes over).
+    async fn run_probes(&mut self, pod: &Pod) {
+        let ctx = self.ctx.clone();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let pod_ip = if spec::host_network(pod) {
+            Some(ctx.host_ip.clone())
+        } else {
+            self.sandbox.as_ref().and_then(|s| s.ip.clone())
+        };
+        let pod_ip = pod_ip.unwrap_or_default();
+        let now = Instant::now();
+        let mut jobs = Vec::new();
+        for c in &spec.containers {
+            let running = self
+                .slots
+                .get(&c.name)
+                .and_then(|s| s.current.as_ref())
+                .and_then(|cur| match &cur.run {
+                    Run::Running { started_at } => Some((cur.id.clone(), started_at.clone())),
+                    _ => None,
+                });
+            let Some((id, started_at)) = running else {
+                self.probes.remove(&c.name);
+                continue;
+            };
+            if c.liveness_probe.is_none()
+                && c.readiness_probe.is_none()
+                && c.startup_probe.is_none()
+            {
+                continue;
+            }
+            if self
+                .probes
+                .get(&c.name)
+                .is_none_or(|p| p.container_id != id)
+            {
+                let ran_for = started_at
+                    .and_then(|t| {
+                        SystemTime::now()
+                            .duration_since(nanos_to_system(t.0.as_nanosecond() as i64))
+                            .ok()
+                    })
+                    .unwrap_or_default();
+                let since = now.checked_sub(ran_for).unwrap_or(now);
+                self.probes
+                    .insert(c.name.clone(), probes::Probes::new(c, &id, since));
+            }
+            let p = &self.probes[&c.name];
+            for kind in p.due(now) {
+                let Some(probe) = probes::probe_of(c, kind) else {
+                    continue;
+                };
+                let timing = probes::Timing::of(probe);
+                let action = probes::action_of(probe, c, &pod_ip);
+                let cri = ctx.cri.clone();
+                let id = id.clone();
+                let name = c.name.clone();
+                jobs.push(async move {
+                    let r = match action {
+                        Ok(a) => probes::run(&cri, &id, &a, timing.timeout).await,
+                        Err(e) => Err(e),
+                    };
+                    (name, kind, r)
+                });
+            }
+        }
+        for (name, kind, r) in futures::future::join_all(jobs).await {
+            let fp = field_path(&name, false);
+            let ok = r.is_ok();
+            if let Err(out) = &r {
+                ctx.recorder
+                    .pod(
+                        pod,
+                        Some(&fp),
+                        WARNING,
+                        "Unhealthy",
+                        &format!("{} probe failed: {out}", kind.name()),
+                    )
+                    .await;
+            }
+            let Some(p) = self.probes.get_mut(&name) else {
+                continue;
+            };
+            let id = p.container_id.clone();
+            let Some(t) = p.tracker(kind) else { continue };
+            let changed = t.record(ok, Instant::now());
+            if changed && !ok && kind != probes::Kind::Readiness {
+                let what = if kind == probes::Kind::Liveness {
+                    "liveness"
+                } else {
+                    "startup"
+                };
+                ctx.recorder
+                    .pod(
+                        pod,
+                        Some(&fp),
+                        NORMAL,
+                        "Killing",
+                        &format!("Container {name} failed {what} probe, will be restarted"),
+                    )
+                    .await;
+                let c = spec.containers.iter().find(|c| c.name == name);
+                let grace = c
+                    .and_then(|c| probes::probe_of(c, kind))
+                    .and_then(|p| p.termination_grace_period_seconds)
+                    .or(spec.termination_grace_period_seconds)
+                    .unwrap_or(30);
+                let cri = ctx.cri.clone();
+                let desc = spec::pod_desc(pod);
+                let pre_stop = c
+                    .and_then(|c| c.lifecycle.as_ref())
+                    .and_then(|l| l.pre_stop.clone())
+                    .zip(c.cloned());
+                let (ctx, pod, fp, ip) = (ctx.clone(), pod.clone(), fp.clone(), pod_ip.clone());
+                tokio::spawn(async move {
+                    let mut grace = grace.max(MIN_GRACE_SECONDS);
+                    if let Some((h, c)) = pre_stop {
+                        let t0 = Instant::now();
+                        let budget = Duration::from_secs(grace as u64);
+                        if let Err(msg) = hooks::run(&cri, &id, &pod, &c, &h, &ip, budget).await {
+                            ctx.recorder
+                                .pod(&pod, Some(&fp), WARNING, "FailedPreStopHook", &msg)
+                                .await;
+                        }
+                        grace = (grace - t0.elapsed().as_secs() as i64).max(MIN_GRACE_SECONDS);
+                    }
+                    if let Err(e) = cri.stop_container(&id, grace).await {
+                        tracing::warn!(pod = %desc, error = %e, "cannot stop a container that failed its probe");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Sets up the pod's volumes and `/etc/hosts` (and rewrites API data every
+    /// [`volumes::RESYNC`]); false while they never were.
+    async fn ensure_volumes(&mut self, pod: &Pod) -> bool {
+        if self.volumes_next.is_some_and(|t| t > Instant::now()) {
+            return self.volumes.is_some();
+        }
+        let ctx = self.ctx.clone();
+        let pod_dir = spec::pod_log_dir(&ctx.node.agent_dir, pod);
+        let pod_ip = if spec::host_network(pod) {
+            Some(ctx.host_ip.clone())
+        } else {
+            self.sandbox.as_ref().and_then(|s| s.ip.clone())
+        };
+        if let Some(ip) = &pod_ip {
+            match volumes::write_hosts(pod, &pod_dir, ip, &ctx.node.cluster_domain) {
+                Ok(p) => self.hosts = Some(p),
+                Err(e) => {
+                    tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot write /etc/hosts")
+                }
+            }
+        }
+        let rt = spec::Runtime {
+            pod_ip,
+            ..Default::default()
+        };
+        let result = match volumes::gather(&ctx.client, pod).await {
+            Ok(objs) => volumes::setup(pod, &pod_dir, &objs, &ctx.node, &rt),
+            Err(message) => Err(volumes::SetupError {
+                volume: String::new(),
+                message,
+            }),
+        };
+        match result {
+            Ok(paths) => {
+                self.volumes = Some(paths);
+                self.volumes_next = Some(Instant::now() + volumes::RESYNC);
+                true
+            }
+            Err(e) => {
+                self.volumes_next = Some(Instant::now() + Duration::from_secs(2));
+                let msg = if e.volume.is_empty() {
+                    format!("MountVolume.SetUp failed: {}", e.message)
+                } else {
+                    format!(
+                        "MountVolume.SetUp failed for volume {:?} : {}",
+                        e.volume, e.message
+                    )
+                };
+                ctx.recorder
+                    .pod(pod, None, WARNING, "FailedMount", &msg)
+                    .await;
+                self.volumes.is_some()
             }
         }
     }
@@ -801,6 +1012,13 @@ impl PodWorker {
                 return;
             }
         };
+        let no_volumes = HashMap::new();
+        let mounts = volumes::mounts(
+            pod,
+            c,
+            self.volumes.as_ref().unwrap_or(&no_volumes),
+            self.hosts.as_deref(),
+        );
         let slot = self.slots.entry(c.name.clone()).or_default();
         let attempt = slot
             .current
@@ -810,11 +1028,39 @@ impl PodWorker {
             .max(slot.next_attempt);
         let log_dir: PathBuf = spec::pod_log_dir(&ctx.node.agent_dir, pod).join(&c.name);
         let _ = std::fs::create_dir_all(&log_dir);
-        let rt = spec::Runtime {
-            pod_ip: pod_ip.or_else(|| spec::host_network(pod).then(|| ctx.host_ip.clone())),
+        let hook_ip = pod_ip
+            .clone()
+            .or_else(|| spec::host_network(pod).then(|| ctx.host_ip.clone()))
+            .unwrap_or_default();
+        let sources = match mounts {
+            Ok(m) => crate::env::gather(&ctx.client, pod, c)
+                .await
+                .map(|s| (s, m)),
+            Err(e) => Err(e),
         };
-        let config = match spec::container_config(pod, c, attempt, &image_ref, &ctx.node, &rt) {
-            Ok(cfg) => cfg,
+        let rt = sources.map(|(sources, mounts)| spec::Runtime {
+            pod_ip: pod_ip.or_else(|| spec::host_network(pod).then(|| ctx.host_ip.clone())),
+            sources,
+            mounts,
+        });
+        let config = match rt.and_then(|rt| {
+            let cfg = spec::container_config(pod, c, attempt, &image_ref, &ctx.node, &rt)?;
+            Ok((cfg, crate::env::invalid_key_warnings(pod, c, &rt.sources)))
+        }) {
+            Ok((cfg, warnings)) => {
+                for w in warnings {
+                    ctx.recorder
+                        .pod(
+                            pod,
+                            Some(&fp),
+                            WARNING,
+                            "InvalidEnvironmentVariableNames",
+                            &w,
+                        )
+                        .await;
+                }
+                cfg
+            }
             Err(msg) => {
                 slot.waiting = Some(("CreateContainerConfigError".into(), Some(msg.clone())));
                 slot.retry_at = Some(SystemTime::now() + Duration::from_secs(2));
@@ -883,6 +1129,30 @@ impl PodWorker {
                         &format!("Started container {}", c.name),
                     )
                     .await;
+                if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+                    let r =
+                        hooks::run(&ctx.cri, &id, pod, c, h, &hook_ip, POST_START_TIMEOUT).await;
+                    if let Err(msg) = r {
+                        ctx.recorder
+                            .pod(pod, Some(&fp), WARNING, "FailedPostStartHook", &msg)
+                            .await;
+                        ctx.recorder
+                            .pod(pod, Some(&fp), NORMAL, "Killing", "FailedPostStartHook")
+                            .await;
+                        let grace = pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(30);
+                        if let Err(e) = ctx
+                            .cri
+                            .stop_container(&id, grace.max(MIN_GRACE_SECONDS))
+                            .await
+                        {
+                            tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot stop a container whose postStart hook failed");
+                        }
+                    }
+                }
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -1036,8 +1306,14 @@ impl PodWorker {
                     image: spec_image,
                     image_id: String::new(),
                     container_id: None,
+                    ready: None,
+                    started: None,
                 },
                 Some(cur) => {
+                    let probes = self
+                        .probes
+                        .get(&c.name)
+                        .filter(|p| !init && p.container_id == cur.id);
                     let (state, last) = match (&cur.run, &slot.waiting) {
                         (Run::Exited(t), Some(w)) => (waiting(Some(w.clone())), Some(t.clone())),
                         (Run::Exited(t), None) => (State::Terminated(t.clone()), slot.last.clone()),
@@ -1061,6 +1337,8 @@ impl PodWorker {
                         },
                         image_id: cur.image_id.clone(),
                         container_id: Some(format!("containerd://{}", cur.id)),
+                        ready: probes.map(|p| p.ready()),
+                        started: probes.map(|p| p.started()),
                     }
                 }
             }
@@ -1159,7 +1437,42 @@ impl PodWorker {
             }
             let cri = ctx.cri.clone();
             let id = cur.id.clone();
-            stops.push(async move { cri.stop_container(&id, timeout).await });
+            let container = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .find(|c| &c.name == name)
+                .cloned();
+            let pre_stop = container
+                .as_ref()
+                .and_then(|c| c.lifecycle.as_ref())
+                .and_then(|l| l.pre_stop.clone())
+                .filter(|_| grace.is_some());
+            let hook_ip = if spec::host_network(pod) {
+                Some(ctx.host_ip.clone())
+            } else {
+                self.sandbox.as_ref().and_then(|s| s.ip.clone())
+            }
+            .unwrap_or_default();
+            let (ctx, pod, fp) = (
+                ctx.clone(),
+                pod.clone(),
+                field_path(name, inits.contains(name)),
+            );
+            stops.push(async move {
+                let mut remaining = timeout;
+                if let (Some(h), Some(c)) = (pre_stop, container) {
+                    let t0 = Instant::now();
+                    let budget = Duration::from_secs(timeout.max(0) as u64);
+                    if let Err(msg) = hooks::run(&cri, &id, &pod, &c, &h, &hook_ip, budget).await {
+                        ctx.recorder
+                            .pod(&pod, Some(&fp), WARNING, "FailedPreStopHook", &msg)
+                            .await;
+                    }
+                    remaining = (timeout - t0.elapsed().as_secs() as i64).max(MIN_GRACE_SECONDS);
+                }
+                cri.stop_container(&id, remaining).await
+            });
         }
         for r in futures::future::join_all(stops).await {
             if let Err(e) = r {
@@ -1181,7 +1494,11 @@ impl PodWorker {
         }
         self.sandbox = None;
         self.slots.clear();
-        let _ = std::fs::remove_dir_all(spec::pod_log_dir(&ctx.node.agent_dir, pod));
+        let pod_dir = spec::pod_log_dir(&ctx.node.agent_dir, pod);
+        volumes::cleanup(&pod_dir);
+        let _ = std::fs::remove_dir_all(pod_dir);
+        self.volumes = None;
+        self.volumes_next = None;
         ctx.recorder.forget(&self.uid);
         tracing::info!(pod = %spec::pod_desc(pod), "pod stopped and removed from the runtime");
         if grace.is_some() {

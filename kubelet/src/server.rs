@@ -3,7 +3,8 @@
 //! client certificates required and verified against the cluster CA. Serves
 //! `GET /healthz` and `GET /containerLogs/{namespace}/{pod}/{container}` with upstream's
 //! query (`follow`, `tailLines`, `timestamps`, `sinceSeconds`, `sinceTime`, `previous`,
-//! `limitBytes`). The API server relays `pods/log` here.
+//! `limitBytes`). The API server relays `pods/log` here, and the streaming requests
+//! (`/exec`, `/attach`, `/portForward`: see [`crate::stream`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use crate::cri::{self, Cri};
 use crate::logs::{self, Options, Renderer};
 use crate::pods::Registry;
 use crate::spec::{LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use crate::stream;
 use crate::{Config, Error};
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -164,7 +166,10 @@ pub async fn run(
                 async move { Ok::<_, Infallible>(app.handle(req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -191,23 +196,29 @@ fn decode(seg: &str) -> String {
 }
 
 impl App {
-    async fn handle<B>(&self, req: Request<B>) -> Response<Body> {
+    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
-        if req.method() != http::Method::GET {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
-        }
         let segs: Vec<String> = path
             .trim_start_matches('/')
             .split('/')
             .map(decode)
             .collect();
-        match segs
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let kind = match segs.as_slice() {
+            ["exec", _, _, c] | ["exec", _, _, _, c] => Some(stream::Kind::Exec(c)),
+            ["attach", _, _, c] | ["attach", _, _, _, c] => Some(stream::Kind::Attach(c)),
+            ["portForward", _, _] | ["portForward", _, _, _] => Some(stream::Kind::PortForward),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let (ns, pod) = (segs[1], segs[2]);
+            return stream::serve(&self.cri, &self.registry, kind, ns, pod, req).await;
+        }
+        if req.method() != http::Method::GET {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
+        }
+        match segs.as_slice() {
             ["healthz"] => text(StatusCode::OK, "ok"),
             ["containerLogs", ns, pod, container] => {
                 self.container_logs(ns, pod, container, &query).await

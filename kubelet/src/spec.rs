@@ -404,9 +404,18 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 #[derive(Clone, Debug, Default)]
 pub struct Runtime {
     pub pod_ip: Option<String>,
+    /// The ConfigMaps, Secrets and service variables the environment refers to.
+    pub sources: crate::env::Sources,
+    /// The container's volume mounts.
+    pub mounts: Vec<cri::Mount>,
 }
 
-fn field_ref(pod: &Pod, path: &str, node: &NodeContext, rt: &Runtime) -> Result<String, String> {
+pub(crate) fn field_ref(
+    pod: &Pod,
+    path: &str,
+    node: &NodeContext,
+    rt: &Runtime,
+) -> Result<String, String> {
     let (name, ns, uid) = meta(pod);
     let spec = pod.spec.clone().unwrap_or_default();
     let sub = |prefix: &str, map: &Option<BTreeMap<String, String>>| -> Option<String> {
@@ -435,7 +444,7 @@ fn field_ref(pod: &Pod, path: &str, node: &NodeContext, rt: &Runtime) -> Result<
     })
 }
 
-fn resource_field_ref(
+pub(crate) fn resource_field_ref(
     c: &Container,
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
     node: &NodeContext,
@@ -482,46 +491,122 @@ fn resource_field_ref(
     Ok(format!("{}", (value / divisor).ceil() as i64))
 }
 
-/// The container's environment (upstream's `makeEnvironmentVariables`, without service
-/// variables and envFrom yet): values expanded against the earlier ones, fieldRef and
-/// resourceFieldRef resolved. An unsupported source is an error (the container then
-/// waits in CreateContainerConfigError, as upstream's does for a missing ConfigMap).
+/// The container's environment (upstream's `makeEnvironmentVariables`): envFrom's
+/// ConfigMaps and Secrets (prefixed; keys that are no variable names skipped), then
+/// `env` in order (values expanded against the variables so far and the service
+/// variables; fieldRef, resourceFieldRef, configMapKeyRef and secretKeyRef resolved),
+/// then the service variables not already set. A missing ConfigMap, Secret or key that
+/// is not optional is an error with upstream's message (the container then waits in
+/// CreateContainerConfigError).
 pub fn env(
     pod: &Pod,
     c: &Container,
     node: &NodeContext,
     rt: &Runtime,
 ) -> Result<Vec<(String, String)>, String> {
-    if c.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        return Err("envFrom is not supported yet".into());
-    }
+    let (_, ns, _) = meta(pod);
+    let src = &rt.sources;
     let mut out: Vec<(String, String)> = Vec::new();
+    let set = |out: &mut Vec<(String, String)>, k: String, v: String| match out
+        .iter_mut()
+        .find(|(n, _)| *n == k)
+    {
+        Some(slot) => slot.1 = v,
+        None => out.push((k, v)),
+    };
+    for e in c.env_from.iter().flatten() {
+        let prefix = e.prefix.clone().unwrap_or_default();
+        let data = if let Some(r) = &e.config_map_ref {
+            match src.config_map(&r.name) {
+                Some(d) => d,
+                None if r.optional == Some(true) => continue,
+                None => return Err(crate::env::not_found("configmap", &r.name)),
+            }
+        } else if let Some(r) = &e.secret_ref {
+            match src.secret(&r.name) {
+                Some(d) => d,
+                None if r.optional == Some(true) => continue,
+                None => return Err(crate::env::not_found("secret", &r.name)),
+            }
+        } else {
+            continue;
+        };
+        for (k, v) in data {
+            let k = format!("{prefix}{k}");
+            if crate::env::is_env_var_name(&k) {
+                set(&mut out, k, v);
+            }
+        }
+    }
     for e in c.env.iter().flatten() {
         let value = match (&e.value, &e.value_from) {
-            (_, Some(src)) => {
-                if let Some(f) = &src.field_ref {
+            (Some(v), _) if !v.is_empty() => {
+                let known: HashMap<String, String> = out.iter().cloned().collect();
+                let services: HashMap<&str, &str> = src
+                    .services
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                expand(v, &|name| {
+                    known
+                        .get(name)
+                        .cloned()
+                        .or_else(|| services.get(name).map(|v| v.to_string()))
+                })
+            }
+            (_, Some(src_ref)) => {
+                if let Some(f) = &src_ref.field_ref {
                     field_ref(pod, &f.field_path, node, rt)?
-                } else if let Some(r) = &src.resource_field_ref {
+                } else if let Some(r) = &src_ref.resource_field_ref {
                     resource_field_ref(c, r, node)?
-                } else if src.config_map_key_ref.is_some() {
-                    return Err(format!(
-                        "env {}: configMapKeyRef is not supported yet",
-                        e.name
-                    ));
-                } else if src.secret_key_ref.is_some() {
-                    return Err(format!("env {}: secretKeyRef is not supported yet", e.name));
+                } else if let Some(r) = &src_ref.config_map_key_ref {
+                    let optional = r.optional == Some(true);
+                    let Some(data) = src.config_map(&r.name) else {
+                        if optional {
+                            continue;
+                        }
+                        return Err(crate::env::not_found("configmap", &r.name));
+                    };
+                    match data.get(&r.key) {
+                        Some(v) => v.clone(),
+                        None if optional => continue,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in ConfigMap {ns}/{}",
+                                r.key, r.name
+                            ))
+                        }
+                    }
+                } else if let Some(r) = &src_ref.secret_key_ref {
+                    let optional = r.optional == Some(true);
+                    let Some(data) = src.secret(&r.name) else {
+                        if optional {
+                            continue;
+                        }
+                        return Err(crate::env::not_found("secret", &r.name));
+                    };
+                    match data.get(&r.key) {
+                        Some(v) => v.clone(),
+                        None if optional => continue,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in Secret {ns}/{}",
+                                r.key, r.name
+                            ))
+                        }
+                    }
                 } else {
                     String::new()
                 }
             }
-            (Some(v), None) => {
-                let known: HashMap<String, String> = out.iter().cloned().collect();
-                expand(v, &|name| known.get(name).cloned())
-            }
-            (None, None) => String::new(),
+            _ => String::new(),
         };
-        out.retain(|(k, _)| k != &e.name);
-        out.push((e.name.clone(), value));
+        set(&mut out, e.name.clone(), value);
+    }
+    for (k, v) in &src.services {
+        if !out.iter().any(|(n, _)| n == k) {
+            out.push((k.clone(), v.clone()));
+        }
     }
     Ok(out)
 }
@@ -639,6 +724,7 @@ pub fn container_config(
             .collect(),
         args: c.args.iter().flatten().map(|s| expand(s, &vars)).collect(),
         working_dir: c.working_dir.clone().unwrap_or_default(),
+        mounts: rt.mounts.clone(),
         envs: envs
             .into_iter()
             .map(|(key, value)| cri::KeyValue { key, value })
@@ -902,6 +988,137 @@ mod tests {
     }
 
     #[test]
+    fn env_from_config_maps_secrets_and_services() {
+        use crate::env::Sources;
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        use k8s_openapi::ByteString;
+        let n = node();
+        let cm = |data: &[(&str, &str)]| {
+            Some(ConfigMap {
+                data: Some(
+                    data.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            })
+        };
+        let mut src = Sources::default();
+        src.config_maps.insert(
+            "cfg".into(),
+            cm(&[
+                ("color", "blue"),
+                ("1bad", "x"),
+                ("bad key", "y"),
+                ("size", "L"),
+            ]),
+        );
+        src.config_maps.insert("gone".into(), None);
+        src.secrets.insert(
+            "creds".into(),
+            Some(Secret {
+                data: Some([("password".to_string(), ByteString(b"s3cret".to_vec()))].into()),
+                ..Default::default()
+            }),
+        );
+        src.services = vec![
+            ("WEB_SERVICE_HOST".into(), "10.43.0.9".into()),
+            ("COLOR".into(), "from-service".into()),
+        ];
+        let rt = Runtime {
+            pod_ip: Some("10.42.0.7".into()),
+            sources: src,
+            ..Default::default()
+        };
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "main",
+            "command": ["echo", "$(COLOR)", "$$(COLOR)", "$(WEB_SERVICE_HOST)"],
+            "envFrom": [
+                {"configMapRef": {"name": "cfg"}, "prefix": "CFG_"},
+                {"configMapRef": {"name": "gone", "optional": true}},
+                {"secretRef": {"name": "creds"}},
+            ],
+            "env": [
+                {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "color"}}},
+                {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "nope", "optional": true}}},
+                {"name": "URL", "value": "http://$(WEB_SERVICE_HOST)/$(COLOR)"},
+                {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+                {"name": "NOTE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['note']"}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
+            ],
+            "resources": {"requests": {"cpu": "250m"}},
+        }))
+        .unwrap();
+        let mut p = pod(PodSpec {
+            service_account_name: Some("robot".into()),
+            containers: vec![c.clone()],
+            ..Default::default()
+        });
+        p.metadata.annotations = Some([("note".to_string(), "hi".to_string())].into());
+        let cfg = container_config(&p, &c, 0, "i", &n, &rt).unwrap();
+        let env: HashMap<String, String> =
+            cfg.envs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        for (k, v) in [
+            ("CFG_color", "blue"),
+            ("CFG_size", "L"),
+            ("password", "s3cret"),
+            ("COLOR", "blue"),
+            ("PW", "s3cret"),
+            ("URL", "http://10.43.0.9/blue"),
+            ("WEB_SERVICE_HOST", "10.43.0.9"),
+            ("SA", "robot"),
+            ("NOTE", "hi"),
+            ("MEM", "1024"),
+            ("CPU", "250"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert!(env.contains_key("CFG_1bad"));
+        assert!(!env.contains_key("CFG_bad key") && !env.contains_key("OPT"));
+        assert_eq!(cfg.command, ["echo", "blue", "$(COLOR)", "10.43.0.9"]);
+        assert_eq!(
+            crate::env::invalid_key_warnings(&p, &c, &rt.sources),
+            ["Keys [CFG_bad key] from the EnvFrom configMap shop/cfg were skipped since they are considered invalid environment variable names."]
+        );
+
+        // Missing, not optional: upstream's messages.
+        let with = |env: serde_json::Value| -> Container {
+            serde_json::from_value(serde_json::json!({"name": "m", "env": env})).unwrap()
+        };
+        let cases = [
+            (
+                with(
+                    serde_json::json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}]),
+                ),
+                "configmap \"gone\" not found",
+            ),
+            (
+                with(
+                    serde_json::json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}]),
+                ),
+                "couldn't find key k in ConfigMap shop/cfg",
+            ),
+            (
+                with(
+                    serde_json::json!([{"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k"}}}]),
+                ),
+                "couldn't find key k in Secret shop/creds",
+            ),
+            (
+                with(
+                    serde_json::json!([{"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}]),
+                ),
+                "secret \"nope\" not found",
+            ),
+        ];
+        for (c, want) in cases {
+            assert_eq!(super::env(&p, &c, &n, &rt).unwrap_err(), want);
+        }
+    }
+
+    #[test]
     fn container_configs() {
         let n = node();
         let field = |path: &str| EnvVarSource {
@@ -945,6 +1162,7 @@ mod tests {
         });
         let rt = Runtime {
             pod_ip: Some("10.42.0.7".into()),
+            ..Default::default()
         };
         let cfg = container_config(&p, &c, 3, "sha256:abc", &n, &rt).unwrap();
         assert_eq!(cfg.command, ["sh", "-c"]);

@@ -50,6 +50,10 @@ pub struct ContainerView {
     pub image_id: String,
     /// `containerd://<id>` of the current container, if one exists.
     pub container_id: Option<String>,
+    /// What its readiness and startup probes say (None: no such probe, so it follows
+    /// whether it runs).
+    pub ready: Option<bool>,
+    pub started: Option<bool>,
 }
 
 /// The pod as the kubelet sees it.
@@ -179,9 +183,9 @@ fn container_status(v: &ContainerView) -> ContainerStatus {
             terminated: v.last.as_ref().map(terminated),
             ..Default::default()
         }),
-        // No probes yet: a running container is started and ready.
-        ready: running,
-        started: Some(running),
+        // A running container is started and ready unless its probes say otherwise.
+        ready: running && v.ready.unwrap_or(true),
+        started: Some(running && v.started.unwrap_or(true)),
         restart_count: v.restart_count,
         image: v.image.clone(),
         image_id: v.image_id.clone(),
@@ -246,7 +250,7 @@ fn conditions(pod: &Pod, view: &PodView, phase: &str) -> Vec<PodCondition> {
     let unready: Vec<&ContainerView> = view
         .main
         .iter()
-        .filter(|c| !matches!(c.state, State::Running { .. }))
+        .filter(|c| !matches!(c.state, State::Running { .. }) || c.ready == Some(false))
         .collect();
     let (ready, reason, message) = if phase == "Succeeded" || phase == "Failed" {
         (false, Some("PodCompleted"), None)
@@ -444,6 +448,8 @@ mod tests {
             image: "busybox".into(),
             image_id: "sha256:1".into(),
             container_id: Some("containerd://x".into()),
+            ready: None,
+            started: None,
         };
         PodView {
             sandbox_ready: true,

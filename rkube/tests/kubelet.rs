@@ -39,8 +39,7 @@ fn busybox() -> String {
 
 /// A cluster with its agent, on a cluster CIDR of its own (returned).
 fn start_cluster() -> (Cluster, String) {
-    let n = 100 + (std::process::id() as u8 % 50) + (rand::random::<u8>() % 50);
-    let cidr = format!("10.{n}.0.0/16");
+    let cidr = support::unique_cluster_cidr();
     let c = Cluster::start_with_agent(&["--node-name", NODE, "--cluster-cidr", &cidr]);
     (c, cidr)
 }

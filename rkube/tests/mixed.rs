@@ -29,8 +29,7 @@ fn busybox() -> String {
 
 #[test]
 fn replicas_spread_over_a_real_kubelet_and_hollow_nodes() {
-    let n = 200 + (std::process::id() % 50) as u8;
-    let cidr = format!("10.{n}.0.0/16");
+    let cidr = support::unique_cluster_cidr();
     let c = Cluster::start_with_agent(&["--node-name", NODE, "--cluster-cidr", &cidr]);
     let k = kubectls().pop().unwrap();
     let run = |args: &[&str]| ok(&c.kubectl(&k, args), &args.join(" "));

@@ -374,3 +374,13 @@ pub fn lines_of(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Stri
     });
     rx
 }
+
+/// A /16 cluster CIDR that no other cluster of this test process uses: each agent's CNI
+/// bridge takes a /24 of it on this machine, and two clusters on one subnet would reach
+/// each other's pods. (Test binaries run one after another, so a counter suffices.)
+pub fn unique_cluster_cidr() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("10.{}.0.0/16", 50 + n % 200)
+}
