@@ -583,7 +583,8 @@ fn compaction_metrics(report: &mut Report, c: &compaction::CompactionResult) {
     };
     report.note(format!(
         "Compaction: {} of {} updates{scaled} in {:.0} s ({} writers, 1000 keys of 1 KiB, \
-         default options); rows in the table {} → {}; store list p50 {} → {} ms. \
+         default options; \"after\" is measured once the minute of history compaction keeps \
+         has passed); rows in the table {} → {}; store list p50 {} → {} ms. \
          \"Not grown\" allows {}× for noise.",
         c.updates,
         c.requested,
