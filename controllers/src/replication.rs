@@ -166,13 +166,16 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
     {
         let mut exp = ctx.expectations.lock().unwrap();
         if let Some(e) = exp.get_mut(&uid) {
-            let present = |name: &String| all.iter().any(|p| p.name_any() == *name);
-            let live = |name: &String| {
-                all.iter()
-                    .any(|p| p.name_any() == *name && p.metadata.deletion_timestamp.is_none())
-            };
-            e.created.retain(|n| !present(n));
-            e.deleted.retain(live);
+            // name -> still live (no deletionTimestamp), for the pods of the namespace.
+            let names: HashMap<&str, bool> = all
+                .iter()
+                .filter_map(|p| {
+                    let live = p.metadata.deletion_timestamp.is_none();
+                    p.metadata.name.as_deref().map(|n| (n, live))
+                })
+                .collect();
+            e.created.retain(|n| !names.contains_key(n.as_str()));
+            e.deleted.retain(|n| names.get(n.as_str()) == Some(&true));
             let waiting = !(e.created.is_empty() && e.deleted.is_empty());
             if waiting && e.since.is_some_and(|s| s.elapsed() < EXPECTATION_TIMEOUT) {
                 return Ok(Action::requeue(Duration::from_millis(200)));
