@@ -350,11 +350,23 @@ impl Cri {
             .image)
     }
 
-    /// Pulls an image; returns its reference (ID).
-    pub async fn pull_image(&self, image: &str) -> Result<String, Error> {
+    /// Pulls an image (with registries.yaml's credentials for it, if any); returns its
+    /// reference (ID).
+    pub async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&crate::registries::PullAuth>,
+    ) -> Result<String, Error> {
         let req = api::PullImageRequest {
             image: Some(image_spec(image)),
-            auth: None,
+            auth: auth.map(|a| api::AuthConfig {
+                username: a.auth.username.clone(),
+                password: a.auth.password.clone(),
+                auth: a.auth.auth.clone(),
+                server_address: a.server_address.clone().unwrap_or_default(),
+                identity_token: a.auth.identity_token.clone(),
+                registry_token: String::new(),
+            }),
             sandbox_config: None,
         };
         Ok(self

@@ -15,6 +15,8 @@
 //!   pod's spec and reports its status and events.
 //! - [`volumes`]: a pod's volumes on the node (emptyDir, hostPath, API data through
 //!   upstream's atomic writer), `/etc/hosts`, and the containers' mounts.
+//! - [`registries`]: k3s's `registries.yaml` (mirrors, credentials, TLS) as containerd
+//!   `hosts.toml` files and CRI pull credentials.
 //! - [`probes`]: liveness, readiness and startup probes (exec, httpGet, tcpSocket).
 //! - [`hooks`]: postStart and preStop lifecycle hooks.
 //! - [`logs`]: the CRI log format, pure.
@@ -30,6 +32,7 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod registries;
 pub mod server;
 pub mod spec;
 pub mod status;
@@ -66,6 +69,10 @@ pub struct Config {
     pub node_labels: Vec<(String, String)>,
     /// Taints the Node registers with.
     pub node_taints: Vec<Taint>,
+    /// Registry mirrors, credentials and TLS (`--private-registry`, k3s's
+    /// registries.yaml): mirrors and TLS reach our own containerd as `certs.d` hosts,
+    /// credentials go with each pull.
+    pub registries: registries::Registries,
 }
 
 /// What can go wrong in the kubelet.
@@ -133,6 +140,7 @@ pub async fn run(
             (sock.clone(), None)
         }
         None => {
+            registries::write_hosts(&layout.certs_d, &cfg.registries)?;
             let c = containerd::Containerd::start(&layout, shutdown.clone()).await?;
             (layout.socket.clone(), Some(c))
         }

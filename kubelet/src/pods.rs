@@ -154,6 +154,8 @@ struct Ctx {
     node: NodeContext,
     host_ip: String,
     recorder: Recorder,
+    /// registries.yaml: the credentials sent with each pull.
+    registries: crate::registries::Registries,
 }
 
 struct Handle {
@@ -175,6 +177,7 @@ pub async fn run(
         client: client.clone(),
         cri,
         host_ip: cfg.node_ip.to_string(),
+        registries: cfg.registries.clone(),
         node: NodeContext {
             agent_dir: cfg.agent_dir.clone(),
             node_name: cfg.node_name.clone(),
@@ -1238,7 +1241,8 @@ impl PodWorker {
         }
         rec(NORMAL, "Pulling", format!("Pulling image {image:?}")).await;
         let t0 = Instant::now();
-        match ctx.cri.pull_image(&image).await {
+        let auth = ctx.registries.auth_for(&image);
+        match ctx.cri.pull_image(&image, auth.as_ref()).await {
             Ok(r) => {
                 let took = go_duration(t0.elapsed());
                 let size = ctx

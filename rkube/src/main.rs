@@ -97,24 +97,12 @@ struct ServerArgs {
     /// Shared secret agents use to join (default: generated into <data-dir>/server/token).
     #[arg(long, short = 't', env = "RKUBE_TOKEN")]
     token: Option<String>,
-    /// Name of this node.
-    #[arg(long)]
-    node_name: Option<String>,
-    /// IP address of this node.
-    #[arg(long)]
-    node_ip: Option<IpAddr>,
     /// Pod network.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
     /// Service network.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
-    /// Cluster DNS service address.
-    #[arg(long, default_value = "10.43.0.10")]
-    cluster_dns: IpAddr,
-    /// Cluster DNS domain.
-    #[arg(long, default_value = "cluster.local")]
-    cluster_domain: String,
     /// Node port range.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
@@ -139,28 +127,59 @@ struct ServerArgs {
     /// Run without the kubelet and proxy: the API and controllers only.
     #[arg(long)]
     disable_agent: bool,
-    /// HTTPS port of the kubelet's endpoint (logs, later exec).
-    #[arg(long, default_value_t = 10250)]
-    kubelet_port: u16,
-    /// A running CRI runtime's socket, instead of the containerd rkube runs itself.
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// The node flags `rkube server` (for its own agent) and `rkube agent` share.
+#[derive(Args, Debug)]
+struct NodeArgs {
+    /// Name of this node (default: the hostname).
     #[arg(long)]
-    container_runtime_endpoint: Option<PathBuf>,
+    node_name: Option<String>,
+    /// IP address of this node.
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
     /// Labels of this node (key=value).
     #[arg(long)]
     node_label: Vec<String>,
     /// Taints of this node (key=value:Effect).
     #[arg(long)]
     node_taint: Vec<String>,
+    /// HTTPS port of the kubelet's endpoint (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// A running CRI runtime's socket, instead of the containerd rkube runs itself.
+    #[arg(long)]
+    container_runtime_endpoint: Option<PathBuf>,
+    /// Cluster DNS service address.
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: IpAddr,
+    /// Cluster DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Registry mirrors, credentials and TLS (k3s's registries.yaml; a missing file is
+    /// no configuration).
+    #[arg(long, default_value = "/etc/rkube/registries.yaml")]
+    private_registry: PathBuf,
 }
 
 #[derive(Args, Debug)]
 struct AgentArgs {
-    /// URL of the server to join.
-    #[arg(long, short = 's')]
+    /// URL of the server to join (https://host:6443).
+    #[arg(long, short = 's', env = "RKUBE_URL")]
     server: String,
-    /// The server's join token.
-    #[arg(long, short = 't')]
-    token: String,
+    /// The server's join token (its <data-dir>/server/token).
+    #[arg(long, short = 't', env = "RKUBE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file holding the join token.
+    #[arg(long, env = "RKUBE_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Folder holding state (the agent's under <data-dir>/agent).
+    #[arg(long, short = 'd', default_value = "/var/lib/rkube")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 /// A Go-style duration: `5m0s`, `30s`, `1m30s`, `500ms`, `1h`.
@@ -213,13 +232,16 @@ async fn server(args: ServerArgs) -> Result<()> {
         .service_cidr
         .parse()
         .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
-    let advertise = args.advertise_address.or(args.node_ip).unwrap_or_else(|| {
-        if args.bind_address.is_unspecified() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            args.bind_address
-        }
-    });
+    let advertise = args
+        .advertise_address
+        .or(args.node.node_ip)
+        .unwrap_or_else(|| {
+            if args.bind_address.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                args.bind_address
+            }
+        });
     let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
         .with_context(|| {
             format!(
@@ -234,7 +256,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         advertise_address: advertise,
         service_cidr,
         cluster_cidr: args.cluster_cidr.clone(),
-        cluster_dns: args.cluster_dns,
+        cluster_dns: args.node.cluster_dns,
         node_port_range: parse_port_range(&args.service_node_port_range)?,
         tls_sans: args.tls_san.clone(),
     };
@@ -277,17 +299,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
     let tx = std::sync::Arc::new(tx);
-    let stop = tx.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
-        tracing::info!("shutting down");
-        let _ = stop.send(true);
-    });
+    stop_on_signal(tx.clone());
     let client_ca_pem = std::fs::read_to_string(&server.pki.ca_cert)
         .with_context(|| format!("cannot read {}", server.pki.ca_cert.display()))?;
     let mut ready = server.app.ready.subscribe();
@@ -301,7 +313,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     let client = kube::Client::try_from(client_cfg)?;
     let identity = format!(
         "{}_{}",
-        args.node_name.clone().unwrap_or_else(hostname),
+        args.node.node_name.clone().unwrap_or_else(hostname),
         std::process::id()
     );
     let scheduler = {
@@ -327,18 +339,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     let mut agent = if args.disable_agent {
         None
     } else {
-        let cfg = kubelet::Config {
-            node_name: args.node_name.clone().unwrap_or_else(hostname),
-            node_ip: args.node_ip.unwrap_or(advertise),
-            agent_dir: args.data_dir.join("agent"),
-            port: args.kubelet_port,
-            cluster_dns: args.cluster_dns,
-            cluster_domain: args.cluster_domain.clone(),
-            runtime_endpoint: args.container_runtime_endpoint.clone(),
-            client_ca_pem,
-            node_labels: parse_labels(&args.node_label)?,
-            node_taints: parse_taints(&args.node_taint)?,
-        };
+        let cfg = kubelet_config(&args.node, &args.data_dir, advertise, client_ca_pem)?;
         Some(tokio::spawn(kubelet::run(client.clone(), cfg, rx.clone())))
     };
     let controllers = tokio::spawn(async move {
@@ -357,12 +358,118 @@ async fn server(args: ServerArgs) -> Result<()> {
         r = scheduler => r.context("the scheduler panicked")?,
         r = agent_ended => r.context("the kubelet panicked")?.context("kubelet"),
     };
-    // On the way out the agent stops its containerd (the pods keep running).
+    stop_agent(&tx, agent).await;
+    result
+}
+
+/// The kubelet's configuration from the node flags: shared by the server's own agent and
+/// `rkube agent`. `default_ip` is the node IP when `--node-ip` is not given.
+fn kubelet_config(
+    node: &NodeArgs,
+    data_dir: &std::path::Path,
+    default_ip: IpAddr,
+    client_ca_pem: String,
+) -> Result<kubelet::Config> {
+    Ok(kubelet::Config {
+        node_name: node.node_name.clone().unwrap_or_else(hostname),
+        node_ip: node.node_ip.unwrap_or(default_ip),
+        agent_dir: data_dir.join("agent"),
+        port: node.kubelet_port,
+        cluster_dns: node.cluster_dns,
+        cluster_domain: node.cluster_domain.clone(),
+        runtime_endpoint: node.container_runtime_endpoint.clone(),
+        client_ca_pem,
+        node_labels: parse_labels(&node.node_label)?,
+        node_taints: parse_taints(&node.node_taint)?,
+        registries: kubelet::registries::load(&node.private_registry)
+            .context("--private-registry")?,
+    })
+}
+
+/// SIGINT or SIGTERM turns `stop` true.
+fn stop_on_signal(stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+}
+
+/// On the way out the agent stops its containerd (the pods keep running).
+async fn stop_agent(
+    tx: &tokio::sync::watch::Sender<bool>,
+    agent: Option<tokio::task::JoinHandle<Result<()>>>,
+) {
     let _ = tx.send(true);
     if let Some(a) = agent.filter(|a| !a.is_finished()) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(15), a).await;
     }
+}
+
+/// `rkube agent`: joins the server at `--server` with the token and runs the kubelet
+/// until SIGINT/SIGTERM.
+async fn agent(args: AgentArgs) -> Result<()> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read --token-file {}", f.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => bail!("rkube agent needs the server's join token: --token, --token-file or RKUBE_TOKEN (the server keeps it in <data-dir>/server/token)"),
+    };
+    let joined = join::join(&args.server, &token).await?;
+    let default_ip = match args.node.node_ip {
+        Some(ip) => ip,
+        None => route_to(&args.server).await.with_context(|| {
+            format!(
+                "cannot tell this node's IP from the route to {}: set --node-ip",
+                args.server
+            )
+        })?,
+    };
+    let cfg = kubelet_config(&args.node, &args.data_dir, default_ip, joined.ca_pem)?;
+    eprintln!(
+        "rkube agent: node {} ({}) joining {}",
+        cfg.node_name, cfg.node_ip, args.server
+    );
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let tx = std::sync::Arc::new(tx);
+    stop_on_signal(tx.clone());
+    let mut kubelet = tokio::spawn(kubelet::run(joined.client, cfg, rx));
+    let result = (&mut kubelet)
+        .await
+        .context("the kubelet panicked")?
+        .context("kubelet");
+    stop_agent(&tx, Some(kubelet)).await;
     result
+}
+
+/// The local address this machine uses to reach `url`'s host (as k3s picks the node IP
+/// from the default route).
+async fn route_to(url: &str) -> Result<IpAddr> {
+    let uri: http::Uri = url.parse()?;
+    let host = uri
+        .host()
+        .context("no host")?
+        .trim_matches(|c| c == '[' || c == ']');
+    let port = uri.port_u16().unwrap_or(443);
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .context("the host has no address")?;
+    let bind: std::net::SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let sock = std::net::UdpSocket::bind(bind)?;
+    sock.connect(addr)?;
+    Ok(sock.local_addr()?.ip())
 }
 
 /// `key=value` labels, as k3s's --node-label.
@@ -452,12 +559,7 @@ fn real_main() -> Result<()> {
     match cli.command {
         Command::Server(args) => rt.block_on(server(*args)),
         Command::HollowNodes(args) => rt.block_on(hollow_nodes(args)),
-        Command::Agent(args) => bail!(
-            "rkube agent is not available yet (asked to join {} with a token of {} characters): \
-             run `rkube server` on this machine instead",
-            args.server,
-            args.token.len()
-        ),
+        Command::Agent(args) => rt.block_on(agent(args)),
     }
 }
 

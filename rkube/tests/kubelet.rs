@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -15,39 +14,13 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::wait::await_condition;
 use serde_json::json;
-use support::{kubectls, ok, Cluster};
+use support::{busybox, kubectls, ok, Cluster};
 
 const NODE: &str = "kubelet-test";
 const WAIT: Duration = Duration::from_secs(90);
 
-fn images_dir() -> PathBuf {
-    std::env::var_os("RKUBE_IMAGES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"))
-}
-
-/// The busybox image scripts/images.sh built (images.env).
-fn busybox() -> String {
-    let env = std::fs::read_to_string(images_dir().join("images.env"))
-        .expect("target/images/images.env: run `scripts/images.sh` (make test does it)");
-    env.lines()
-        .find_map(|l| l.strip_prefix("RKUBE_BUSYBOX_IMAGE="))
-        .expect("RKUBE_BUSYBOX_IMAGE in images.env")
-        .trim()
-        .to_string()
-}
-
 /// A cluster with its agent, on a cluster CIDR of its own (returned).
-fn start_cluster() -> (Cluster, String) {
-    let cidr = support::unique_cluster_cidr();
-    let c = Cluster::start_with_agent(&["--node-name", NODE, "--cluster-cidr", &cidr]);
-    (c, cidr)
-}
-
-fn start() -> Cluster {
-    start_cluster().0
-}
-
+/// [`support::wait_for`] within [`WAIT`].
 async fn wait_for<K, F>(api: &Api<K>, name: &str, what: &str, cond: F) -> K
 where
     K: kube::Resource
@@ -59,19 +32,17 @@ where
     K::DynamicType: Default,
     F: Fn(&K) -> bool,
 {
-    let r = tokio::time::timeout(
-        WAIT,
-        await_condition(api.clone(), name, |o: Option<&K>| o.is_some_and(&cond)),
-    )
-    .await;
-    match r {
-        Ok(Ok(Some(k))) => k,
-        Ok(other) => panic!("{what}: watch ended: {other:?}"),
-        Err(_) => panic!(
-            "{what}: not within {WAIT:?}; last seen: {:#?}",
-            api.get_opt(name).await
-        ),
-    }
+    support::wait_for(api, name, what, WAIT, cond).await
+}
+
+fn start_cluster() -> (Cluster, String) {
+    let cidr = support::unique_cluster_cidr();
+    let c = Cluster::start_with_agent(&["--node-name", NODE, "--cluster-cidr", &cidr]);
+    (c, cidr)
+}
+
+fn start() -> Cluster {
+    start_cluster().0
 }
 
 fn pod(name: &str, script: &str, restart: &str) -> Pod {

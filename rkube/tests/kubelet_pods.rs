@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
@@ -17,35 +16,15 @@ use kube::api::{
 };
 use kube::runtime::wait::await_condition;
 use serde_json::json;
-use support::Cluster;
+use support::{busybox, Cluster};
 
 const NODE: &str = "kubelet-pods-test";
 const WAIT: Duration = Duration::from_secs(90);
 
-fn images_dir() -> PathBuf {
-    std::env::var_os("RKUBE_IMAGES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"))
-}
-
-fn busybox() -> String {
-    let env = std::fs::read_to_string(images_dir().join("images.env"))
-        .expect("target/images/images.env: run `scripts/images.sh` (make test does it)");
-    env.lines()
-        .find_map(|l| l.strip_prefix("RKUBE_BUSYBOX_IMAGE="))
-        .expect("RKUBE_BUSYBOX_IMAGE in images.env")
-        .trim()
-        .to_string()
-}
-
 /// A cluster with its agent; test `i` of this file gets its own /16 among 10.50–99
 /// (the other suites with agents use 10.100–249), so two tests' bridges never share a
 /// subnet (a probe from the host would reach the wrong bridge).
-fn start() -> Cluster {
-    let cidr = support::unique_cluster_cidr();
-    Cluster::start_with_agent(&["--node-name", NODE, "--cluster-cidr", &cidr])
-}
-
+/// [`support::wait_for`] within [`WAIT`].
 async fn wait_for<K, F>(api: &Api<K>, name: &str, what: &str, cond: F) -> K
 where
     K: kube::Resource
@@ -57,19 +36,12 @@ where
     K::DynamicType: Default,
     F: Fn(&K) -> bool,
 {
-    let r = tokio::time::timeout(
-        WAIT,
-        await_condition(api.clone(), name, |o: Option<&K>| o.is_some_and(&cond)),
-    )
-    .await;
-    match r {
-        Ok(Ok(Some(k))) => k,
-        Ok(other) => panic!("{what}: watch ended: {other:?}"),
-        Err(_) => panic!(
-            "{what}: not within {WAIT:?}; last seen: {:#?}",
-            api.get_opt(name).await
-        ),
-    }
+    support::wait_for(api, name, what, WAIT, cond).await
+}
+
+fn start() -> Cluster {
+    let cidr = support::unique_cluster_cidr();
+    Cluster::start_with_agent(&["--node-name", NODE, "--cluster-cidr", &cidr])
 }
 
 fn status(p: &Pod) -> serde_json::Value {

@@ -5,27 +5,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
-use support::{kubectls, ok, Cluster};
+use support::{busybox, kubectls, ok, Cluster};
 
 const NODE: &str = "mixed-real";
-
-fn busybox() -> String {
-    let dir = std::env::var_os("RKUBE_IMAGES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"));
-    let env = std::fs::read_to_string(dir.join("images.env"))
-        .expect("target/images/images.env: run `scripts/images.sh` (make test does it)");
-    env.lines()
-        .find_map(|l| l.strip_prefix("RKUBE_BUSYBOX_IMAGE="))
-        .expect("RKUBE_BUSYBOX_IMAGE in images.env")
-        .trim()
-        .to_string()
-}
 
 #[test]
 fn replicas_spread_over_a_real_kubelet_and_hollow_nodes() {

@@ -16,27 +16,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use kube::runtime::wait::await_condition;
 use serde_json::json;
-use support::{fails, kubectls, lines_of, minor, ok, Cluster};
+use support::{busybox, fails, kubectls, lines_of, minor, ok, Cluster};
 
 const NODE: &str = "streaming-test";
 const WAIT: Duration = Duration::from_secs(90);
-
-fn images_dir() -> PathBuf {
-    std::env::var_os("RKUBE_IMAGES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"))
-}
-
-/// The busybox image scripts/images.sh built (images.env).
-fn busybox() -> String {
-    let env = std::fs::read_to_string(images_dir().join("images.env"))
-        .expect("target/images/images.env: run `scripts/images.sh` (make test does it)");
-    env.lines()
-        .find_map(|l| l.strip_prefix("RKUBE_BUSYBOX_IMAGE="))
-        .expect("RKUBE_BUSYBOX_IMAGE in images.env")
-        .trim()
-        .to_string()
-}
 
 fn start() -> Cluster {
     let cidr = support::unique_cluster_cidr();

@@ -384,3 +384,201 @@ pub fn unique_cluster_cidr() -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("10.{}.0.0/16", 50 + n % 200)
 }
+
+/// Copies the image archives of `target/images/` (scripts/images.sh) into
+/// `<agent_dir>/images/`, which an agent imports at start.
+pub fn seed_images(agent_dir: &Path) {
+    let images = std::env::var_os("RKUBE_IMAGES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"));
+    assert!(
+        images.join("pause.tar").exists(),
+        "{} is missing: run `scripts/images.sh` (make test does it)",
+        images.join("pause.tar").display()
+    );
+    let to = agent_dir.join("images");
+    std::fs::create_dir_all(&to).expect("agent images dir");
+    for e in std::fs::read_dir(&images).expect("images dir").flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "tar") {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy an image archive");
+        }
+    }
+}
+
+/// A free TCP port (on all addresses, as a kubelet listens).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A separate `rkube agent` process joined to a cluster: its own data dir, node name and
+/// kubelet port (node IP 127.0.0.1). On drop it is killed (its PID only) and everything
+/// its agent left (containerd, shims, mounts, bridge, cgroups) is removed.
+pub struct Agent {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+    pub port: u16,
+    pub node_name: String,
+}
+
+impl Agent {
+    /// Starts `rkube agent --server <c.url> --token-file <c's token>` with `extra` flags.
+    pub fn start(c: &Cluster, node_name: &str, extra: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        seed_images(&dir.path().join("agent"));
+        let port = free_port();
+        let log = dir.path().join("agent.log");
+        let out = std::fs::File::create(&log).expect("agent log");
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .arg("agent")
+            .args(["--server", &c.url, "--token-file"])
+            .arg(c.dir.path().join("server").join("token"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--node-name", node_name, "--node-ip", "127.0.0.1"])
+            .args(["--kubelet-port", &port.to_string()])
+            .args(extra)
+            .env("RKUBE_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("RKUBE_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("rkube agent starts");
+        Agent {
+            child: Some(child),
+            dir,
+            log,
+            port,
+            node_name: node_name.to_string(),
+        }
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the process has exited (and how).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// kill -9, as a crash would (its containerd and shims live on until drop).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// What the agent has logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+        let agent = self.dir.path().join("agent");
+        kubelet::containerd::teardown(&agent);
+        if std::thread::panicking() {
+            eprintln!(
+                "--- rkube agent {} log ---\n{}",
+                self.node_name,
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// Runs `rkube <args>` to its end (at most `limit`): exit status and stderr.
+pub fn run_rkube(args: &[&str], limit: Duration) -> (Option<std::process::ExitStatus>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RKUBE_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rkube starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
+/// Where scripts/images.sh put the offline images (`RKUBE_IMAGES_DIR` overrides).
+pub fn images_dir() -> PathBuf {
+    std::env::var_os("RKUBE_IMAGES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"))
+}
+
+/// The busybox image scripts/images.sh built (images.env).
+pub fn busybox() -> String {
+    let env = std::fs::read_to_string(images_dir().join("images.env"))
+        .expect("target/images/images.env: run `scripts/images.sh` (make test does it)");
+    env.lines()
+        .find_map(|l| l.strip_prefix("RKUBE_BUSYBOX_IMAGE="))
+        .expect("RKUBE_BUSYBOX_IMAGE in images.env")
+        .trim()
+        .to_string()
+}
+
+/// Watches `name` until `cond` holds (at most `limit`); the object then.
+pub async fn wait_for<K, F>(
+    api: &kube::Api<K>,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    cond: F,
+) -> K
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Send
+        + 'static,
+    K::DynamicType: Default,
+    F: Fn(&K) -> bool,
+{
+    let r = tokio::time::timeout(
+        limit,
+        kube::runtime::wait::await_condition(api.clone(), name, |o: Option<&K>| {
+            o.is_some_and(&cond)
+        }),
+    )
+    .await;
+    match r {
+        Ok(Ok(Some(k))) => k,
+        Ok(other) => panic!("{what}: watch ended: {other:?}"),
+        Err(_) => panic!(
+            "{what}: not within {limit:?}; last seen: {:#?}",
+            api.get_opt(name).await
+        ),
+    }
+}
