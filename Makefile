@@ -13,7 +13,7 @@ all: build
 deps:
 	@scripts/deps.sh
 
-# The offline images (pause, busybox) as OCI archives in target/images/ (scripts/images.sh;
+# The offline images (pause, busybox, testserver) as OCI archives in target/images/ (scripts/images.sh;
 # quick when up to date). The agent imports every archive of <data-dir>/agent/images/.
 images: deps
 	@scripts/images.sh

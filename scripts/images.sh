@@ -3,12 +3,16 @@
 # takes and that name their images in full (the archive's org.opencontainers.image.ref.name):
 #   $RKUBE_IMAGES_DIR/pause.tar    docker.io/rkube/pause:3.10      static scripts/pause.c
 #   $RKUBE_IMAGES_DIR/busybox.tar  docker.io/rkube/busybox:<M.m>   Debian's busybox-static
-# and $RKUBE_IMAGES_DIR/images.env with RKUBE_PAUSE_IMAGE / RKUBE_BUSYBOX_IMAGE (the refs).
-# An image whose inputs (this script, pause.c, the busybox binary) are unchanged is kept.
+#   $RKUBE_IMAGES_DIR/testserver.tar  docker.io/rkube/testserver:1.0  static testserver/ crate
+#                                  (agnhost's role: entrypoint /testserver, args netexec ...)
+# and $RKUBE_IMAGES_DIR/images.env with RKUBE_PAUSE_IMAGE / RKUBE_BUSYBOX_IMAGE /
+# RKUBE_TESTSERVER_IMAGE (the refs).
+# An image whose inputs (this script, pause.c, the busybox binary, testserver's sources)
+# are unchanged is kept.
 #
 #   scripts/images.sh [--force] [--push HOST:PORT]
 #
-# --push copies both images to a plain-HTTP registry (e.g. one from scripts/registry.sh)
+# --push copies the images to a plain-HTTP registry (e.g. one from scripts/registry.sh)
 # as HOST:PORT/rkube/pause:3.10 and HOST:PORT/rkube/busybox:<M.m>.
 # Needs gcc, umoci, skopeo and busybox-static: scripts/deps.sh installs them.
 set -euo pipefail
@@ -16,6 +20,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${RKUBE_IMAGES_DIR:-$here/../target/images}"
 PAUSE_TAG=3.10
+TESTSERVER_TAG=1.0
 
 force=0; push=""
 while (($#)); do
@@ -41,6 +46,7 @@ BUSYBOX_TAG="$(dpkg-query -W -f='${Version}' busybox-static | sed -E 's/^[0-9]+:
 
 PAUSE_REF="docker.io/rkube/pause:$PAUSE_TAG"
 BUSYBOX_REF="docker.io/rkube/busybox:$BUSYBOX_TAG"
+TESTSERVER_REF="docker.io/rkube/testserver:$TESTSERVER_TAG"
 
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -104,14 +110,42 @@ else
     echo "images: $BUSYBOX_REF is up to date ($OUT/busybox.tar)"
 fi
 
+# --- testserver --------------------------------------------------------------------------
+# A std-only Rust binary linked statically (crt-static), alone in the image as agnhost is.
+root="$here/.."
+sum="$(inputs "$root/testserver/Cargo.toml" $(find "$root/testserver/src" -type f -name '*.rs' | sort))"
+if ((force)) || [ ! -f "$OUT/testserver.tar" ] || [ "$(cat "$OUT/.testserver.inputs" 2>/dev/null)" != "$sum" ]; then
+    echo "images: building $TESTSERVER_REF"
+    command -v cargo >/dev/null || { echo "images: cargo is missing (rustup)" >&2; exit 1; }
+    triple=x86_64-unknown-linux-gnu
+    (cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' \
+        cargo build -q --release -p rkube-testserver --target "$triple")
+    bin="$(cd "$root" && cargo metadata -q --format-version 1 --no-deps \
+        | sed -E 's/.*"target_directory":"([^"]*)".*/\1/')/$triple/release/testserver"
+    if ! file "$bin" | grep -q 'static'; then
+        echo "images: $bin is not statically linked: $(file "$bin")" >&2; exit 1
+    fi
+    rootfs="$OUT/.build-testserver/rootfs"
+    rm -rf "$OUT/.build-testserver"; mkdir -p "$rootfs/tmp"
+    chmod 1777 "$rootfs/tmp"
+    cp "$bin" "$rootfs/testserver"
+    strip "$rootfs/testserver"
+    build testserver "$TESTSERVER_REF" "$rootfs" \
+        --config.entrypoint /testserver --config.workingdir /
+    echo "$sum" >"$OUT/.testserver.inputs"
+else
+    echo "images: $TESTSERVER_REF is up to date ($OUT/testserver.tar)"
+fi
+
 cat >"$OUT/images.env" <<EOF
 RKUBE_PAUSE_IMAGE=$PAUSE_REF
 RKUBE_BUSYBOX_IMAGE=$BUSYBOX_REF
+RKUBE_TESTSERVER_IMAGE=$TESTSERVER_REF
 EOF
 
 # --- push --------------------------------------------------------------------------------
 if [ -n "$push" ]; then
-    for pair in "pause:$PAUSE_REF" "busybox:$BUSYBOX_REF"; do
+    for pair in "pause:$PAUSE_REF" "busybox:$BUSYBOX_REF" "testserver:$TESTSERVER_REF"; do
         name="${pair%%:*}"; ref="${pair#*:}"
         dest="docker://$push/${ref#docker.io/}"
         echo "images: pushing $name to ${dest#docker://}"

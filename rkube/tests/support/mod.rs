@@ -582,3 +582,15 @@ where
         ),
     }
 }
+
+/// The test server image scripts/images.sh built (images.env): agnhost's role, with its
+/// subcommands (`netexec`, `serve-hostname`, `pause`) as the container's args.
+pub fn testserver_image() -> String {
+    let env = std::fs::read_to_string(images_dir().join("images.env"))
+        .expect("target/images/images.env: run `scripts/images.sh` (make test does it)");
+    env.lines()
+        .find_map(|l| l.strip_prefix("RKUBE_TESTSERVER_IMAGE="))
+        .expect("RKUBE_TESTSERVER_IMAGE in images.env: run `scripts/images.sh`")
+        .trim()
+        .to_string()
+}

@@ -1,0 +1,393 @@
+//! rkube's test server (the role of upstream's agnhost image): one static binary with
+//! agnhost's subcommands and flags, so pod specs written for agnhost run unchanged with
+//! `image: docker.io/rkube/testserver:1.0`.
+//!
+//! - `netexec [--http-port 8080] [--udp-port 8081]`: HTTP `/` (the time), `/hostname`,
+//!   `/echo?msg=`, `/clientip`, `/exit?code=N`, `/healthz`, `/header?key=`; UDP answers
+//!   `hostname`, `echo X`, `clientip`.
+//! - `serve-hostname [--port 9376] [--http] [--tcp] [--udp] [--close]`: the hostname.
+//! - `pause`: sleeps until SIGINT or SIGTERM, then exits 0.
+//!
+//! Std and threads only (one thread per connection): it must build fully static.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::exit;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        usage()
+    };
+    exit_on_signals();
+    let flags = match Flags::parse(rest) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("testserver {cmd}: {e}");
+            exit(2)
+        }
+    };
+    let r = match cmd.as_str() {
+        "netexec" => netexec(&flags),
+        "serve-hostname" => serve_hostname(&flags),
+        "pause" => pause(),
+        _ => usage(),
+    };
+    if let Err(e) = r {
+        eprintln!("testserver {cmd}: {e}");
+        exit(1)
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: testserver netexec|serve-hostname|pause [flags]");
+    exit(2)
+}
+
+/// `--name value`, `--name=value` and bare `--name` (true).
+struct Flags(BTreeMap<String, String>);
+
+impl Flags {
+    fn parse(args: &[String]) -> Result<Flags, String> {
+        let mut m = BTreeMap::new();
+        let mut it = args.iter().peekable();
+        while let Some(a) = it.next() {
+            let name = a
+                .strip_prefix("--")
+                .or_else(|| a.strip_prefix('-'))
+                .ok_or_else(|| format!("unexpected argument {a:?}"))?;
+            if let Some((k, v)) = name.split_once('=') {
+                m.insert(k.to_string(), v.to_string());
+            } else if it.peek().is_some_and(|n| !n.starts_with('-')) {
+                m.insert(name.to_string(), it.next().cloned().unwrap_or_default());
+            } else {
+                m.insert(name.to_string(), "true".to_string());
+            }
+        }
+        Ok(Flags(m))
+    }
+
+    fn port(&self, name: &str, default: u16) -> Result<u16, String> {
+        match self.0.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{name}: {v:?} is not a port")),
+        }
+    }
+
+    fn bool(&self, name: &str, default: bool) -> bool {
+        self.0
+            .get(name)
+            .map_or(default, |v| matches!(v.as_str(), "true" | "1" | "t"))
+    }
+}
+
+/// As agnhost (a Go binary): SIGINT/SIGTERM end the process, also as PID 1.
+fn exit_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("testserver: signals: {e}");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("testserver: signal {sig}, exiting");
+            exit(0)
+        }
+    });
+}
+
+fn pause() -> Result<(), String> {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn listen_tcp(port: u16) -> Result<TcpListener, String> {
+    TcpListener::bind(("::", port))
+        .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
+        .map_err(|e| format!("listen on tcp port {port}: {e}"))
+}
+
+fn listen_udp(port: u16) -> Result<UdpSocket, String> {
+    UdpSocket::bind(("::", port))
+        .or_else(|_| UdpSocket::bind(("0.0.0.0", port)))
+        .map_err(|e| format!("listen on udp port {port}: {e}"))
+}
+
+/// A peer's address as Go prints `RemoteAddr` (v4-mapped v6 shown as v4).
+fn show(peer: SocketAddr) -> String {
+    match peer {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => format!("{v4}:{}", a.port()),
+            None => format!("[{}]:{}", a.ip(), a.port()),
+        },
+        SocketAddr::V4(a) => a.to_string(),
+    }
+}
+
+// --- netexec ---------------------------------------------------------------------------
+
+fn netexec(flags: &Flags) -> Result<(), String> {
+    let http = listen_tcp(flags.port("http-port", 8080)?)?;
+    let udp_port = flags.port("udp-port", 8081)?;
+    if udp_port != 0 {
+        let udp = listen_udp(udp_port)?;
+        std::thread::spawn(move || udp_loop(udp, netexec_udp));
+    }
+    eprintln!("testserver netexec: serving");
+    http_loop(http, false, netexec_http)
+}
+
+fn netexec_udp(msg: &str, peer: SocketAddr) -> Option<String> {
+    let msg = msg.trim();
+    let (cmd, arg) = msg.split_once(' ').unwrap_or((msg, ""));
+    match cmd {
+        "hostname" => Some(hostname()),
+        "echo" => Some(arg.to_string()),
+        "clientip" => Some(show(peer)),
+        _ => None,
+    }
+}
+
+fn netexec_http(req: &Request) -> Response {
+    let q = |k: &str| req.query.get(k).cloned().unwrap_or_default();
+    match req.path.as_str() {
+        "/" => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            Response::ok(format!("NOW: {}.{:09}", now.as_secs(), now.subsec_nanos()))
+        }
+        "/hostname" => Response::ok(hostname()),
+        "/echo" => Response::ok(q("msg")),
+        "/clientip" => Response::ok(show(req.peer)),
+        "/healthz" => Response::ok(String::new()),
+        "/header" => Response::ok(
+            req.headers
+                .get(&q("key").to_lowercase())
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        "/exit" => {
+            let code = q("code");
+            match code.parse::<i32>() {
+                Ok(n) if (0..=127).contains(&n) => exit(n),
+                _ if code.is_empty() => exit(0),
+                _ => Response {
+                    status: 400,
+                    body: format!(
+                        "argument 'code' must be an integer [0-127] or empty, got {code:?}\n"
+                    ),
+                },
+            }
+        }
+        _ => Response {
+            status: 404,
+            body: "404 page not found\n".into(),
+        },
+    }
+}
+
+// --- serve-hostname --------------------------------------------------------------------
+
+fn serve_hostname(flags: &Flags) -> Result<(), String> {
+    let port = flags.port("port", 9376)?;
+    let (tcp, udp) = (flags.bool("tcp", false), flags.bool("udp", false));
+    let http = flags.bool("http", !(tcp || udp));
+    if http && (tcp || udp) {
+        return Err("--http cannot be given with --tcp or --udp".into());
+    }
+    if !(http || tcp || udp) {
+        return Err("nothing to serve: give --http, --tcp or --udp".into());
+    }
+    let name = hostname();
+    eprintln!("testserver serve-hostname: serving on port {port}");
+    if udp {
+        let sock = listen_udp(port)?;
+        let n = name.clone();
+        std::thread::spawn(move || udp_loop(sock, move |_, _| Some(n.clone())));
+    }
+    if tcp {
+        let l = listen_tcp(port)?;
+        for conn in l.incoming().flatten() {
+            let mut c = conn;
+            let _ = c.write_all(name.as_bytes());
+        }
+        return Ok(());
+    }
+    if http {
+        let close = flags.bool("close", false);
+        return http_loop(listen_tcp(port)?, close, move |_| {
+            Response::ok(name.clone())
+        });
+    }
+    pause()
+}
+
+// --- plumbing --------------------------------------------------------------------------
+
+fn udp_loop(sock: UdpSocket, answer: impl Fn(&str, SocketAddr) -> Option<String>) {
+    let mut buf = [0u8; 2048];
+    loop {
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let msg = String::from_utf8_lossy(&buf[..n]);
+        if let Some(reply) = answer(&msg, peer) {
+            let _ = sock.send_to(reply.as_bytes(), peer);
+        }
+    }
+}
+
+struct Request {
+    path: String,
+    query: BTreeMap<String, String>,
+    /// Lower-case names.
+    headers: BTreeMap<String, String>,
+    peer: SocketAddr,
+}
+
+struct Response {
+    status: u16,
+    body: String,
+}
+
+impl Response {
+    fn ok(body: String) -> Response {
+        Response { status: 200, body }
+    }
+}
+
+fn http_loop<H>(l: TcpListener, close: bool, handler: H) -> Result<(), String>
+where
+    H: Fn(&Request) -> Response + Send + Sync + 'static,
+{
+    let handler = std::sync::Arc::new(handler);
+    for conn in l.incoming() {
+        let Ok(conn) = conn else { continue };
+        let h = handler.clone();
+        std::thread::spawn(move || {
+            let _ = serve_conn(conn, close, &*h);
+        });
+    }
+    Ok(())
+}
+
+fn serve_conn(
+    conn: TcpStream,
+    close: bool,
+    handler: &dyn Fn(&Request) -> Response,
+) -> std::io::Result<()> {
+    let peer = conn.peer_addr()?;
+    let mut out = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let (_method, target, version) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("/"),
+            parts.next().unwrap_or("HTTP/1.0"),
+        );
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h)? == 0 {
+                return Ok(());
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_lowercase(), v.trim().to_string());
+            }
+        }
+        // A body (ignored) is read away so the next request parses.
+        let len: u64 = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        std::io::copy(&mut (&mut r).take(len), &mut std::io::sink())?;
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let query = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (unescape(k), unescape(v))
+            })
+            .collect();
+        let keep = !close
+            && version == "HTTP/1.1"
+            && !headers
+                .get("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let req = Request {
+            path: unescape(path),
+            query,
+            headers,
+            peer,
+        };
+        let resp = handler(&req);
+        let reason = match resp.status {
+            200 => "OK",
+            400 => "Bad Request",
+            404 => "Not Found",
+            _ => "",
+        };
+        write!(
+            out,
+            "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{}",
+            resp.status,
+            resp.body.len(),
+            if keep { "keep-alive" } else { "close" },
+            resp.body
+        )?;
+        out.flush()?;
+        if !keep {
+            return Ok(());
+        }
+    }
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
