@@ -133,8 +133,8 @@ fn offers(headers: &HeaderMap, proto: &str) -> bool {
             .any(|p| p.trim() == proto)
 }
 
-/// The kubelet's side of a translated v5 request: a WebSocket upgrade for v4.
-fn websocket_v4_headers() -> HeaderMap {
+/// Headers of an upgrade to `protocol`, plus `extra`.
+fn upgrade_headers(protocol: &'static str, extra: &[(http::HeaderName, String)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         http::header::CONNECTION,
@@ -142,40 +142,38 @@ fn websocket_v4_headers() -> HeaderMap {
     );
     h.insert(
         http::header::UPGRADE,
-        http::HeaderValue::from_static("websocket"),
+        http::HeaderValue::from_static(protocol),
     );
-    h.insert(
-        http::header::SEC_WEBSOCKET_VERSION,
-        http::HeaderValue::from_static("13"),
-    );
-    h.insert(
-        http::header::SEC_WEBSOCKET_PROTOCOL,
-        http::HeaderValue::from_static(V4),
-    );
-    if let Ok(key) = http::HeaderValue::from_str(
-        &tokio_tungstenite::tungstenite::handshake::client::generate_key(),
-    ) {
-        h.insert(http::header::SEC_WEBSOCKET_KEY, key);
+    for (k, v) in extra {
+        if let Ok(v) = http::HeaderValue::from_str(v) {
+            h.insert(k.clone(), v);
+        }
     }
     h
 }
 
+/// The kubelet's side of a translated v5 request: a WebSocket upgrade for v4.
+fn websocket_v4_headers() -> HeaderMap {
+    use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+    upgrade_headers(
+        "websocket",
+        &[
+            (http::header::SEC_WEBSOCKET_VERSION, "13".into()),
+            (http::header::SEC_WEBSOCKET_PROTOCOL, V4.into()),
+            (http::header::SEC_WEBSOCKET_KEY, generate_key()),
+        ],
+    )
+}
+
 /// The kubelet's side of a tunnelled port-forward: a plain SPDY/3.1 upgrade.
 fn spdy_port_forward_headers() -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("Upgrade"),
-    );
-    h.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("SPDY/3.1"),
-    );
-    h.insert(
-        "x-stream-protocol-version",
-        http::HeaderValue::from_static("portforward.k8s.io"),
-    );
-    h
+    upgrade_headers(
+        "SPDY/3.1",
+        &[(
+            http::HeaderName::from_static("x-stream-protocol-version"),
+            "portforward.k8s.io".into(),
+        )],
+    )
 }
 
 /// Serves one streaming request (see the module's doc).

@@ -13,7 +13,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use support::{busybox, fails, images_dir, kubectls, ok, run_rkube, wait_for, Agent, Cluster};
+use support::{
+    busybox, fails, images_dir, kubectls, ok, run_rkube, wait_for_within, Agent, Cluster,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -98,7 +100,7 @@ async fn a_joined_agent_runs_pods_serves_logs_and_exec_and_goes_unknown_when_kil
     let nodes: Api<Node> = Api::all(client.clone());
     let mut cidrs = Vec::new();
     for name in ["node-a", "node-b"] {
-        let n = wait_for(
+        let n = wait_for_within(
             &nodes,
             name,
             &format!("{name} Ready with a podCIDR"),
@@ -150,7 +152,7 @@ async fn a_joined_agent_runs_pods_serves_logs_and_exec_and_goes_unknown_when_kil
     }))
     .unwrap();
     pods.create(&PostParams::default(), &p).await.unwrap();
-    let running = wait_for(&pods, "on-b", "pod on-b Running", WAIT, |p| {
+    let running = wait_for_within(&pods, "on-b", "pod on-b Running", WAIT, |p| {
         p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
     })
     .await;
@@ -194,7 +196,7 @@ async fn a_joined_agent_runs_pods_serves_logs_and_exec_and_goes_unknown_when_kil
     // kill -9: B's lease goes silent, the node controller marks it Unknown.
     b.kill9();
     let killed = std::time::Instant::now();
-    wait_for(
+    wait_for_within(
         &nodes,
         "node-b",
         "node-b Ready=Unknown after its agent died",
@@ -325,7 +327,7 @@ async fn registries_yaml_mirrors_docker_io_to_a_plain_http_registry() {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &p).await.unwrap();
-    wait_for(&pods, "mirrored", "mirrored pod Running", WAIT, |p| {
+    wait_for_within(&pods, "mirrored", "mirrored pod Running", WAIT, |p| {
         p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
     })
     .await;

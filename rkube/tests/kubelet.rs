@@ -14,27 +14,12 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::wait::await_condition;
 use serde_json::json;
-use support::{busybox, kubectls, ok, Cluster};
+use support::{busybox, kubectls, ok, wait_for, Cluster};
 
 const NODE: &str = "kubelet-test";
 const WAIT: Duration = Duration::from_secs(90);
 
 /// A cluster with its agent, on a cluster CIDR of its own (returned).
-/// [`support::wait_for`] within [`WAIT`].
-async fn wait_for<K, F>(api: &Api<K>, name: &str, what: &str, cond: F) -> K
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + k8s_openapi::serde::de::DeserializeOwned
-        + Send
-        + 'static,
-    K::DynamicType: Default,
-    F: Fn(&K) -> bool,
-{
-    support::wait_for(api, name, what, WAIT, cond).await
-}
-
 fn start_cluster() -> (Cluster, String) {
     let cidr = support::unique_cluster_cidr();
     let c = Cluster::start_with_agent(&["--node-name", NODE, "--cluster-cidr", &cidr]);

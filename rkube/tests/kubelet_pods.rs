@@ -16,7 +16,7 @@ use kube::api::{
 };
 use kube::runtime::wait::await_condition;
 use serde_json::json;
-use support::{busybox, Cluster};
+use support::{busybox, wait_for, Cluster};
 
 const NODE: &str = "kubelet-pods-test";
 const WAIT: Duration = Duration::from_secs(90);
@@ -24,21 +24,6 @@ const WAIT: Duration = Duration::from_secs(90);
 /// A cluster with its agent; test `i` of this file gets its own /16 among 10.50–99
 /// (the other suites with agents use 10.100–249), so two tests' bridges never share a
 /// subnet (a probe from the host would reach the wrong bridge).
-/// [`support::wait_for`] within [`WAIT`].
-async fn wait_for<K, F>(api: &Api<K>, name: &str, what: &str, cond: F) -> K
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + k8s_openapi::serde::de::DeserializeOwned
-        + Send
-        + 'static,
-    K::DynamicType: Default,
-    F: Fn(&K) -> bool,
-{
-    support::wait_for(api, name, what, WAIT, cond).await
-}
-
 fn start() -> Cluster {
     let cidr = support::unique_cluster_cidr();
     Cluster::start_with_agent(&["--node-name", NODE, "--cluster-cidr", &cidr])

@@ -47,7 +47,7 @@ async fn run_pod(client: &kube::Client, name: &str, script: &str) -> Api<Pod> {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    support::wait_for(&pods, name, "pod running", WAIT, |p: &Pod| {
+    support::wait_for_within(&pods, name, "pod running", WAIT, |p: &Pod| {
         p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
     })
     .await;

@@ -81,7 +81,7 @@ async fn netexec_and_serve_hostname_answer_on_the_pod_ip() {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let p = support::wait_for(
+    let p = support::wait_for_within(
         &pods,
         "netexec",
         "pod running with an IP",
@@ -130,7 +130,7 @@ async fn netexec_and_serve_hostname_answer_on_the_pod_ip() {
             .as_ref()
             .map(|t| t.exit_code)
     };
-    let p = support::wait_for(&pods, "netexec", "netexec terminated", WAIT, |p: &Pod| {
+    let p = support::wait_for_within(&pods, "netexec", "netexec terminated", WAIT, |p: &Pod| {
         exit_code(p).is_some()
     })
     .await;

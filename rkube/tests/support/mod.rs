@@ -548,8 +548,26 @@ pub fn busybox() -> String {
         .to_string()
 }
 
+/// How long [`wait_for`] waits.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// Watches `name` until `cond` holds (at most [`WAIT`]); the object then.
+pub async fn wait_for<K, F>(api: &kube::Api<K>, name: &str, what: &str, cond: F) -> K
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Send
+        + 'static,
+    K::DynamicType: Default,
+    F: Fn(&K) -> bool,
+{
+    wait_for_within(api, name, what, WAIT, cond).await
+}
+
 /// Watches `name` until `cond` holds (at most `limit`); the object then.
-pub async fn wait_for<K, F>(
+pub async fn wait_for_within<K, F>(
     api: &kube::Api<K>,
     name: &str,
     what: &str,
