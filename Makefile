@@ -6,7 +6,7 @@ DATA_DIR ?= $(HOME)/.rkube
 KUBECONFIG_OUT ?= $(DATA_DIR)/rkube.yaml
 PORT ?= 6443
 
-.PHONY: all build deps images run test lint bench clean
+.PHONY: all build deps images registry run test lint bench clean
 
 all: build
 
@@ -17,6 +17,12 @@ deps:
 # quick when up to date). The agent imports every archive of <data-dir>/agent/images/.
 images: deps
 	@scripts/images.sh
+
+# The registry the tests pull from: Debian's docker-registry on 127.0.0.1:5050 (storage in
+# target/registry; one another checkout started is used as is), holding the images above.
+registry: images
+	@scripts/registry.sh ensure
+	@scripts/images.sh --push 127.0.0.1:5050
 
 build: deps
 	$(CARGO) build --release -p rkube
@@ -33,15 +39,17 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: deps images lint
+test: deps images registry lint
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace -- --test-threads=2
 
 # cargo bench builds the server in release mode and runs the benchmarks of rkube/benches:
 # api (API server on SQLite; RKUBE_BENCH_UPDATES scales its compaction phase), etcd (pod
-# creates on etcd vs raw etcd puts) and scale (100 hollow nodes, 10,000 pods). Each writes
-# bench/results/<name>.json and <name>.md; `make bench BENCHES="--bench etcd"` runs one.
-BENCHES ?= --bench api --bench etcd --bench scale
+# creates on etcd vs raw etcd puts), scale (100 hollow nodes, 10,000 pods) and startup (pod
+# create → Running through a real `rkube agent` vs raw CRI on its containerd, 1 and 30 pods;
+# needs root and `make images`). Each writes bench/results/<name>.json and <name>.md;
+# `make bench BENCHES="--bench etcd"` runs one.
+BENCHES ?= --bench api --bench etcd --bench scale --bench startup
 bench: deps
 	$(CARGO) bench -p rkube $(BENCHES) -- --output $(CURDIR)/bench/results
 

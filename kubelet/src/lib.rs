@@ -17,6 +17,7 @@
 //!   upstream's atomic writer), `/etc/hosts`, and the containers' mounts.
 //! - [`registries`]: k3s's `registries.yaml` (mirrors, credentials, TLS) as containerd
 //!   `hosts.toml` files and CRI pull credentials.
+//! - [`routes`]: host-gw, the routes to other nodes' pod CIDRs via their node IPs.
 //! - [`probes`]: liveness, readiness and startup probes (exec, httpGet, tcpSocket).
 //! - [`hooks`]: postStart and preStop lifecycle hooks.
 //! - [`logs`]: the CRI log format, pure.
@@ -33,6 +34,7 @@ pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod registries;
+pub mod routes;
 pub mod server;
 pub mod spec;
 pub mod status;
@@ -206,6 +208,16 @@ async fn run_with_runtime(
         poke,
         shutdown.clone(),
     ));
+    // The pod network between nodes is ours when the runtime (and its CNI) is.
+    let routes_task = if own_runtime {
+        tokio::spawn(routes::run(client.clone(), cfg.clone(), shutdown.clone()))
+    } else {
+        let mut s = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = s.changed().await;
+            Ok(())
+        })
+    };
     let registry = pods::Registry::default();
     let pods_task = tokio::spawn(pods::run(
         client.clone(),
@@ -222,8 +234,14 @@ async fn run_with_runtime(
         shutdown.clone(),
     ));
     // Any part ending ends the kubelet (the binary treats that as fatal).
-    let names = ["node heartbeat", "pod network", "pods", "kubelet server"];
-    let tasks = vec![node_task, network_task, pods_task, server_task];
+    let names = [
+        "node heartbeat",
+        "pod network",
+        "routes to other nodes",
+        "pods",
+        "kubelet server",
+    ];
+    let tasks = vec![node_task, network_task, routes_task, pods_task, server_task];
     let (r, i, rest) = futures::future::select_all(tasks).await;
     for t in rest {
         t.abort();

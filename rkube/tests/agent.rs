@@ -7,15 +7,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use support::{
-    busybox, fails, images_dir, kubectls, ok, run_rkube, wait_for_within, Agent, Cluster,
-};
+use support::{busybox, fails, kubectls, ok, run_rkube, wait_for_within, Agent, Cluster, Registry};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -209,69 +206,17 @@ async fn a_joined_agent_runs_pods_serves_logs_and_exec_and_goes_unknown_when_kil
     assert_eq!(ready_status(&a).as_deref(), Some("True"));
 }
 
-/// A loopback registry of scripts/registry.sh, stopped (its own PID file) on drop.
-struct Registry {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = support::free_port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/registry.sh");
-        let r = Registry { dir, port };
-        let out = std::process::Command::new(&script)
-            .arg("start")
-            .arg(r.dir.path())
-            .arg(port.to_string())
-            .output()
-            .expect("registry.sh runs");
-        ok(&out, "scripts/registry.sh start");
-        r
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/registry.sh");
-        let _ = std::process::Command::new(&script)
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registries_yaml_mirrors_docker_io_to_a_plain_http_registry() {
     let reg = Registry::start();
-    // busybox under a name that exists nowhere but in the loopback registry.
+    // busybox under a name that exists nowhere but in this registry, and the pause
+    // image (the sandbox image is pulled through the mirror as well).
     let image = "docker.io/mirrored/busybox:1";
-    let out = std::process::Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
-        .arg(format!(
-            "oci-archive:{}:{}",
-            images_dir().join("busybox.tar").display(),
-            busybox()
-        ))
-        .arg(format!(
-            "docker://127.0.0.1:{}/mirrored/busybox:1",
-            reg.port
-        ))
-        .output()
-        .expect("skopeo runs");
-    ok(&out, "skopeo copy to the registry");
+    reg.push("busybox", &busybox(), "mirrored/busybox:1");
+    reg.push_built("pause", &support::pause_image());
 
     let conf = tempfile::tempdir().unwrap();
-    let yaml = conf.path().join("registries.yaml");
-    std::fs::write(
-        &yaml,
-        format!(
-            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://127.0.0.1:{}\"\n",
-            reg.port
-        ),
-    )
-    .unwrap();
+    let yaml = support::registries_yaml(conf.path(), &reg.url());
     // A broken file is a startup error naming the file and the line.
     let bad = conf.path().join("bad.yaml");
     std::fs::write(&bad, "mirrors:\n  docker.io:\n    endpoints: []\n").unwrap();
@@ -338,7 +283,7 @@ async fn registries_yaml_mirrors_docker_io_to_a_plain_http_registry() {
     )
     .unwrap();
     assert!(
-        hosts.contains(&format!("[host.\"http://127.0.0.1:{}\"]", reg.port)),
+        hosts.contains(&format!("[host.\"http://{}\"]", reg.addr)),
         "{hosts}"
     );
     let kubectl = kubectls().pop().unwrap();

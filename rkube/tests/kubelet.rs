@@ -19,10 +19,11 @@ use support::{busybox, kubectls, ok, wait_for, Cluster};
 const NODE: &str = "kubelet-test";
 const WAIT: Duration = Duration::from_secs(90);
 
-/// A cluster with its agent, on a cluster CIDR of its own (returned).
+/// A cluster with its agent, on a cluster CIDR of its own (returned). These tests prove
+/// the air-gap import too: the agent gets its images as archives, not from a registry.
 fn start_cluster() -> (Cluster, String) {
     let cidr = support::unique_cluster_cidr();
-    let c = Cluster::start_with_agent(&["--node-name", NODE, "--cluster-cidr", &cidr]);
+    let c = Cluster::start_with_agent_airgap(&["--node-name", NODE, "--cluster-cidr", &cidr]);
     (c, cidr)
 }
 

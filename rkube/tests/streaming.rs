@@ -347,6 +347,121 @@ async fn exec_cp_and_attach_work_through_the_api_server_with_old_and_new_kubectl
     }
 }
 
+/// `kubectl -v=4 port-forward <target> :<port>`, running until dropped.
+struct Forward {
+    _child: Running,
+    /// The local port kubectl listens on.
+    port: u16,
+    /// kubectl's stdout, read on (kubectl dies of SIGPIPE when it is closed).
+    _lines: std::sync::mpsc::Receiver<String>,
+    errors: std::sync::mpsc::Receiver<String>,
+}
+
+impl Forward {
+    fn start(c: &Cluster, k: &Path, target: &str, port: u16) -> Forward {
+        let mut child = Running(
+            kubectl_cmd(c, k, &["-v=4", "port-forward", target, &format!(":{port}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let lines = lines_of(child.0.stdout.take().unwrap());
+        let errors = lines_of(child.0.stderr.take().unwrap());
+        // "Forwarding from 127.0.0.1:PORT -> 8080"
+        let local: u16 = blocking(|| loop {
+            let l = lines
+                .recv_timeout(WAIT)
+                .expect("kubectl port-forward prints its port");
+            if let Some(rest) = l.strip_prefix("Forwarding from 127.0.0.1:") {
+                break rest.split(' ').next().unwrap().parse().unwrap();
+            }
+        });
+        Forward {
+            _child: child,
+            port: local,
+            _lines: lines,
+            errors,
+        }
+    }
+
+    /// What kubectl has said on stderr so far.
+    fn stderr(&self) -> String {
+        self.errors.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_containers_share_localhost_and_an_empty_dir_and_port_forward_carries_http() {
+    let c = start();
+    // web serves HTTP; client asks it on localhost and writes the answer into the
+    // emptyDir; peer, a third container, reads it from its own mount of that emptyDir.
+    let pods: Api<Pod> = Api::namespaced(c.client(), "default");
+    let p: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "duo", "namespace": "default"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+            "containers": [
+                {"name": "web", "image": support::testserver_image(),
+                 "args": ["netexec", "--http-port", "8080", "--udp-port", "0"]},
+                {"name": "client", "image": busybox(),
+                 "command": ["sh", "-c",
+                    "until wget -qO /shared/answer.tmp http://localhost:8080/hostname; do sleep 0.2; done; mv /shared/answer.tmp /shared/answer; exec sleep 3600"],
+                 "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+                {"name": "peer", "image": busybox(),
+                 "command": ["sh", "-c", "exec sleep 3600"],
+                 "volumeMounts": [{"name": "shared", "mountPath": "/data"}]},
+            ],
+        },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    let k = kubectls().pop().unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let answer = loop {
+        let out = c.kubectl(
+            &k,
+            &["exec", "duo", "-c", "peer", "--", "cat", "/data/answer"],
+        );
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer in the emptyDir: {}; pod: {:#?}",
+            String::from_utf8_lossy(&out.stderr),
+            pods.get_opt("duo").await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // The pod's hostname is its name: the request went to web over localhost.
+    assert_eq!(answer, "duo");
+
+    // port-forward carries HTTP requests to web, with both protocols of kubectl.
+    for k in oldest_and_newest() {
+        let v = minor(&k);
+        let fwd = Forward::start(&c, &k, "pod/duo", 8080);
+        for path in ["/hostname", "/echo?msg=through%20port-forward"] {
+            let got = blocking(|| support::get("127.0.0.1", fwd.port, path));
+            let want = if path == "/hostname" {
+                "duo"
+            } else {
+                "through port-forward"
+            };
+            match got {
+                Ok((status, body)) => {
+                    assert_eq!((status, body.as_str()), (200, want), "1.{v} GET {path}")
+                }
+                Err(e) => panic!("1.{v} GET {path}: {e}; kubectl said: {}", fwd.stderr()),
+            }
+        }
+        drop(fwd);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_carries_bytes_and_the_kubelet_refuses_strangers() {
     let c = start();
@@ -370,26 +485,8 @@ async fn port_forward_carries_bytes_and_the_kubelet_refuses_strangers() {
 
     for k in oldest_and_newest() {
         let v = minor(&k);
-        let mut child = Running(
-            kubectl_cmd(&c, &k, &["-v=4", "port-forward", "pod/echo", ":8080"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let lines = lines_of(child.0.stdout.take().unwrap());
-        let errors = lines_of(child.0.stderr.take().unwrap());
-        let stderr = move || errors.try_iter().collect::<Vec<_>>().join("\n");
-        // "Forwarding from 127.0.0.1:PORT -> 8080"
-        // (`lines` lives on: kubectl dies of SIGPIPE when its stdout is closed.)
-        let port: u16 = blocking(|| loop {
-            let l = lines
-                .recv_timeout(WAIT)
-                .expect("kubectl port-forward prints its port");
-            if let Some(rest) = l.strip_prefix("Forwarding from 127.0.0.1:") {
-                break rest.split(' ').next().unwrap().parse().unwrap();
-            }
-        });
+        let fwd = Forward::start(&c, &k, "pod/echo", 8080);
+        let port = fwd.port;
         for round in 0..2 {
             let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -403,18 +500,18 @@ async fn port_forward_carries_bytes_and_the_kubelet_refuses_strangers() {
                 tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_exact(&mut s, &mut buf))
                     .await
                     .expect("the echo comes back");
-            assert!(r.is_ok(), "1.{v}: {r:?}; kubectl said: {}", stderr());
+            assert!(r.is_ok(), "1.{v}: {r:?}; kubectl said: {}", fwd.stderr());
             assert_eq!(String::from_utf8_lossy(&buf), msg, "1.{v}");
         }
         // kubectl ≥ 1.31 tunnels port-forward's SPDY in WebSocket (unwrapped here).
         if v >= 31 {
-            let err = stderr();
+            let err = fwd.stderr();
             assert!(
                 err.contains("negotiated protocol: portforward.k8s.io"),
                 "1.{v}: {err}"
             );
         }
-        drop(child);
+        drop(fwd);
     }
 
     // The API server wants a user (401), and an upgrade (400) before it asks a kubelet.

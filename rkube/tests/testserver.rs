@@ -5,58 +5,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use support::Cluster;
+use support::{get, get_ready, udp, Cluster};
 
 const NODE: &str = "testserver-test";
 const WAIT: Duration = Duration::from_secs(120);
-
-/// `GET path` over HTTP/1.0: (status, body); retried until the server listens.
-fn get(ip: &str, port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect((ip, port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
-}
-
-fn get_ready(ip: &str, port: u16, path: &str) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match get(ip, port, path) {
-            Ok(r) => return r,
-            Err(e) if Instant::now() > deadline => panic!("GET {ip}:{port}{path}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-fn udp(ip: &str, port: u16, msg: &str) -> String {
-    let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut buf = [0u8; 2048];
-    for _ in 0..20 {
-        s.send_to(msg.as_bytes(), (ip, port)).unwrap();
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            return String::from_utf8_lossy(&buf[..n]).into_owned();
-        }
-    }
-    panic!("no UDP answer to {msg:?} from {ip}:{port}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn netexec_and_serve_hostname_answer_on_the_pod_ip() {
@@ -110,6 +67,30 @@ async fn netexec_and_serve_hostname_answer_on_the_pod_ip() {
         assert_eq!(get_ready(ip, 8080, "/exit?code=x").0, 400);
         assert_eq!(udp(ip, 8081, "hostname"), "netexec");
         assert_eq!(udp(ip, 8081, "echo hello udp"), "hello udp");
+        // agnhost's /dial: the pod asks a server (itself here) over HTTP and UDP.
+        let dial = |q: &str| get_ready(ip, 8080, &format!("/dial?{q}"));
+        assert_eq!(
+            dial(&format!(
+                "request=hostname&protocol=http&host={ip}&port=9376&tries=2"
+            )),
+            (
+                200,
+                r#"{"errors":[],"responses":["netexec","netexec"]}"#.into()
+            )
+        );
+        assert_eq!(
+            dial(&format!(
+                "request=echo%20hi&protocol=udp&host={ip}&port=8081&tries=1"
+            )),
+            (200, r#"{"errors":[],"responses":["hi"]}"#.into())
+        );
+        let (st, body) = dial(&format!("request=hostname&protocol=http&host={ip}&port=1"));
+        assert_eq!(st, 200);
+        assert!(
+            body.starts_with(r#"{"errors":["dial tcp "#) && body.ends_with(r#""],"responses":[]}"#),
+            "{body}"
+        );
+        assert_eq!(dial("request=hostname&protocol=sctp&host=x&port=1").0, 400);
         assert_eq!(get_ready(ip, 9376, "/"), (200, "netexec".into()));
         // The server exits without answering.
         let _ = get(ip, 8080, "/exit?code=3");

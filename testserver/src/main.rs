@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::exit;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -176,6 +176,7 @@ fn netexec_http(req: &Request) -> Response {
         "/echo" => Response::ok(q("msg")),
         "/clientip" => Response::ok(show(req.peer)),
         "/healthz" => Response::ok(String::new()),
+        "/dial" => dial(&q),
         "/header" => Response::ok(
             req.headers
                 .get(&q("key").to_lowercase())
@@ -200,6 +201,116 @@ fn netexec_http(req: &Request) -> Response {
             body: "404 page not found\n".into(),
         },
     }
+}
+
+/// agnhost's `/dial?request=R&protocol=http|udp&host=H&port=P&tries=N`: asks another
+/// server `tries` times (HTTP `GET /R`, or a UDP datagram `R`) and answers
+/// `{"responses": [...], "errors": [...]}`. What the networking conformance tests use to
+/// make one pod talk to another.
+fn dial(q: &dyn Fn(&str) -> String) -> Response {
+    let bad = |body: String| Response { status: 400, body };
+    let (request, protocol, host, port) = (q("request"), q("protocol"), q("host"), q("port"));
+    let Ok(port) = port.parse::<u16>() else {
+        return bad(format!("port {port:?} is not a valid port\n"));
+    };
+    let tries = match q("tries").as_str() {
+        "" => 1,
+        t => match t.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => return bad(format!("tries {t:?} is not a number\n")),
+        },
+    };
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let (mut responses, mut errors) = (Vec::new(), Vec::new());
+    for _ in 0..tries {
+        let r = match protocol.as_str() {
+            "" | "http" => dial_http(&addr, &request),
+            "udp" => dial_udp(&addr, &request),
+            p => return bad(format!("unsupported protocol {p:?}\n")),
+        };
+        match r {
+            Ok(resp) => responses.push(resp),
+            Err(e) => errors.push(e),
+        }
+    }
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| json_string(s))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    Response::ok(format!(
+        "{{\"errors\":[{}],\"responses\":[{}]}}",
+        list(&errors),
+        list(&responses)
+    ))
+}
+
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .map_err(|e| format!("resolve {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("resolve {addr}: no address"))
+}
+
+fn dial_http(addr: &str, request: &str) -> Result<String, String> {
+    let sa = resolve(addr)?;
+    let mut c = TcpStream::connect_timeout(&sa, DIAL_TIMEOUT)
+        .map_err(|e| format!("dial tcp {addr}: {e}"))?;
+    c.set_read_timeout(Some(DIAL_TIMEOUT)).ok();
+    let path = request.trim_start_matches('/');
+    write!(
+        c,
+        "GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write to {addr}: {e}"))?;
+    let mut all = Vec::new();
+    c.read_to_end(&mut all)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&all);
+    match text.split_once("\r\n\r\n") {
+        Some((_, body)) => Ok(body.to_string()),
+        None => Err(format!("{addr} answered no HTTP response")),
+    }
+}
+
+fn dial_udp(addr: &str, request: &str) -> Result<String, String> {
+    let sa = resolve(addr)?;
+    let local = if sa.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let s = UdpSocket::bind(local).map_err(|e| format!("udp socket: {e}"))?;
+    s.set_read_timeout(Some(DIAL_TIMEOUT)).ok();
+    s.send_to(request.as_bytes(), sa)
+        .map_err(|e| format!("write to {addr}: {e}"))?;
+    let mut buf = [0u8; 2048];
+    let n = s
+        .recv(&mut buf)
+        .map_err(|e| format!("reading from udp connection failed. err:'{e}'"))?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 // --- serve-hostname --------------------------------------------------------------------

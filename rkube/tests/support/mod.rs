@@ -3,6 +3,13 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+mod images;
+pub mod netns;
+mod wire;
+
+pub use images::*;
+#[allow(unused_imports)]
+pub use wire::*;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -81,35 +88,32 @@ impl Cluster {
     }
 
     /// Starts `rkube server` with its agent (the kubelet and a containerd of its own,
-    /// the kubelet's endpoint on a free port) and waits until the API is ready. The
-    /// image archives of `target/images/` (scripts/images.sh) are put in
-    /// `<data-dir>/agent/images/`, which the agent imports at start. On drop, everything
+    /// the kubelet's endpoint on a free port) and waits until the API is ready. Images
+    /// are pulled for real, from the test registry ([`shared_registry`]) as docker.io's
+    /// mirror, unless `extra` names a `--private-registry` of its own. On drop, everything
     /// the agent left (containers, containerd, shims, mounts, bridge, cgroups) is removed.
     pub fn start_with_agent(extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let images = std::env::var_os("RKUBE_IMAGES_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"));
-        assert!(
-            images.join("pause.tar").exists(),
-            "{} is missing: run `scripts/images.sh` (make test does it)",
-            images.join("pause.tar").display()
-        );
-        let to = dir.path().join("agent").join("images");
-        std::fs::create_dir_all(&to).expect("agent images dir");
-        for e in std::fs::read_dir(&images).expect("images dir").flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "tar") {
-                std::fs::copy(&p, to.join(e.file_name())).expect("copy an image archive");
-            }
+        let mut args: Vec<String> = vec!["--kubelet-port".into(), free_port().to_string()];
+        if !extra.contains(&"--private-registry") {
+            let yaml = registries_yaml(dir.path(), &format!("http://{}", shared_registry()));
+            args.extend(["--private-registry".into(), yaml.display().to_string()]);
         }
-        let port = std::net::TcpListener::bind("0.0.0.0:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port()
-            .to_string();
-        let mut args: Vec<String> = vec!["--kubelet-port".into(), port];
         args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_agent_in(dir, args)
+    }
+
+    /// As [`Cluster::start_with_agent`], with the images imported from archives instead
+    /// (k3s's air-gap convention: `<data-dir>/agent/images/*.tar` at start).
+    pub fn start_with_agent_airgap(extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        seed_images(&dir.path().join("agent"));
+        let mut args: Vec<String> = vec!["--kubelet-port".into(), free_port().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_agent_in(dir, args)
+    }
+
+    fn start_agent_in(dir: tempfile::TempDir, args: Vec<String>) -> Cluster {
         let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let log = dir.path().join("server.log");
@@ -210,7 +214,13 @@ fn spawn(
         .args((!agent).then_some("--disable-agent"))
         .arg("--data-dir")
         .arg(dir)
-        .args(["--bind-address", "127.0.0.1", "--https-listen-port", "0"])
+        .args(
+            (!extra.contains(&"--bind-address"))
+                .then_some(["--bind-address", "127.0.0.1"])
+                .into_iter()
+                .flatten(),
+        )
+        .args(["--https-listen-port", "0"])
         .arg("--write-kubeconfig")
         .arg(kubeconfig)
         .args(extra)
@@ -385,27 +395,6 @@ pub fn unique_cluster_cidr() -> String {
     format!("10.{}.0.0/16", 50 + n % 200)
 }
 
-/// Copies the image archives of `target/images/` (scripts/images.sh) into
-/// `<agent_dir>/images/`, which an agent imports at start.
-pub fn seed_images(agent_dir: &Path) {
-    let images = std::env::var_os("RKUBE_IMAGES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"));
-    assert!(
-        images.join("pause.tar").exists(),
-        "{} is missing: run `scripts/images.sh` (make test does it)",
-        images.join("pause.tar").display()
-    );
-    let to = agent_dir.join("images");
-    std::fs::create_dir_all(&to).expect("agent images dir");
-    for e in std::fs::read_dir(&images).expect("images dir").flatten() {
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == "tar") {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy an image archive");
-        }
-    }
-}
-
 /// A free TCP port (on all addresses, as a kubelet listens).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("0.0.0.0:0")
@@ -415,8 +404,8 @@ pub fn free_port() -> u16 {
 }
 
 /// A separate `rkube agent` process joined to a cluster: its own data dir, node name and
-/// kubelet port (node IP 127.0.0.1). On drop it is killed (its PID only) and everything
-/// its agent left (containerd, shims, mounts, bridge, cgroups) is removed.
+/// kubelet port. On drop it is killed (its PID only) and everything its agent left
+/// (containerd, shims, mounts, bridge, cgroups) is removed.
 pub struct Agent {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
@@ -425,22 +414,60 @@ pub struct Agent {
     pub node_name: String,
 }
 
+/// Where and how an [`Agent`] runs.
+pub struct AgentPlace<'a> {
+    /// The API server's URL as the agent reaches it.
+    pub server: &'a str,
+    /// `--node-ip`.
+    pub node_ip: &'a str,
+    /// A network namespace (`ip netns` name) to run in; the host's when `None`.
+    pub netns: Option<&'a str>,
+    /// The registry mirroring docker.io, as `http://HOST:PORT`.
+    pub registry: String,
+}
+
 impl Agent {
-    /// Starts `rkube agent --server <c.url> --token-file <c's token>` with `extra` flags.
+    /// Starts `rkube agent --server <c.url> --token-file <c's token>` with `extra` flags,
+    /// on this machine's network (node IP 127.0.0.1), pulling from the test registry.
     pub fn start(c: &Cluster, node_name: &str, extra: &[&str]) -> Agent {
+        let place = AgentPlace {
+            server: &c.url,
+            node_ip: "127.0.0.1",
+            netns: None,
+            registry: format!("http://{}", shared_registry()),
+        };
+        Self::start_at(c, node_name, &place, extra)
+    }
+
+    /// Starts an agent of `c` as `place` says.
+    pub fn start_at(c: &Cluster, node_name: &str, place: &AgentPlace, extra: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
-        seed_images(&dir.path().join("agent"));
+        let yaml = registries_yaml(dir.path(), &place.registry);
         let port = free_port();
         let log = dir.path().join("agent.log");
         let out = std::fs::File::create(&log).expect("agent log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        // nsenter joins the network namespace only (mounts stay shared, so the teardown
+        // on drop sees the agent's) and then execs rkube: the child's PID is the agent's.
+        let mut cmd = match place.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net=/var/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_rkube"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_rkube")),
+        };
+        let child = cmd
             .arg("agent")
-            .args(["--server", &c.url, "--token-file"])
+            .args(["--server", place.server, "--token-file"])
             .arg(c.dir.path().join("server").join("token"))
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["--node-name", node_name, "--node-ip", "127.0.0.1"])
+            .args(["--node-name", node_name, "--node-ip", place.node_ip])
             .args(["--kubelet-port", &port.to_string()])
+            .arg("--private-registry")
+            .arg(&yaml)
             .args(extra)
             .env("RKUBE_LOG", "info")
             .env("NO_COLOR", "1")
@@ -530,24 +557,6 @@ pub fn run_rkube(args: &[&str], limit: Duration) -> (Option<std::process::ExitSt
     (status, reader.join().unwrap_or_default())
 }
 
-/// Where scripts/images.sh put the offline images (`RKUBE_IMAGES_DIR` overrides).
-pub fn images_dir() -> PathBuf {
-    std::env::var_os("RKUBE_IMAGES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"))
-}
-
-/// The busybox image scripts/images.sh built (images.env).
-pub fn busybox() -> String {
-    let env = std::fs::read_to_string(images_dir().join("images.env"))
-        .expect("target/images/images.env: run `scripts/images.sh` (make test does it)");
-    env.lines()
-        .find_map(|l| l.strip_prefix("RKUBE_BUSYBOX_IMAGE="))
-        .expect("RKUBE_BUSYBOX_IMAGE in images.env")
-        .trim()
-        .to_string()
-}
-
 /// How long [`wait_for`] waits.
 pub const WAIT: Duration = Duration::from_secs(90);
 
@@ -599,16 +608,4 @@ where
             api.get_opt(name).await
         ),
     }
-}
-
-/// The test server image scripts/images.sh built (images.env): agnhost's role, with its
-/// subcommands (`netexec`, `serve-hostname`, `pause`) as the container's args.
-pub fn testserver_image() -> String {
-    let env = std::fs::read_to_string(images_dir().join("images.env"))
-        .expect("target/images/images.env: run `scripts/images.sh` (make test does it)");
-    env.lines()
-        .find_map(|l| l.strip_prefix("RKUBE_TESTSERVER_IMAGE="))
-        .expect("RKUBE_TESTSERVER_IMAGE in images.env: run `scripts/images.sh`")
-        .trim()
-        .to_string()
 }
