@@ -67,11 +67,14 @@ impl Error {
     }
 }
 
-/// A route of the main IPv4 table: destination and gateway.
+/// A route of the main IPv4 table: destination, gateway and metric (`priority`; routes
+/// to one destination with different metrics coexist, so the metric can also tell whose
+/// a route is).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {
     pub destination: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
+    pub metric: u32,
 }
 
 /// A connection to the kernel's routing netlink, for the current network namespace.
@@ -104,10 +107,12 @@ impl Net {
             }
             let mut dst = Ipv4Addr::UNSPECIFIED;
             let mut gateway = None;
+            let mut metric = 0;
             for a in &m.attributes {
                 match a {
                     RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = *ip,
                     RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
+                    RouteAttribute::Priority(p) => metric = *p,
                     _ => {}
                 }
             }
@@ -117,17 +122,19 @@ impl Net {
             out.push(Route {
                 destination,
                 gateway,
+                metric,
             });
         }
         out.sort();
         Ok(out)
     }
 
-    /// Adds, or replaces, `destination via gateway` tagged with `proto`.
+    /// Adds, or replaces, `destination via gateway metric m` tagged with `proto`.
     pub async fn replace_route(&self, r: &Route, proto: u8) -> Result<(), Error> {
         let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(r.destination.network(), r.destination.prefix_len())
-            .protocol(RouteProtocol::from(proto));
+            .protocol(RouteProtocol::from(proto))
+            .priority(r.metric);
         if let Some(gw) = r.gateway {
             b = b.gateway(gw);
         }
@@ -144,7 +151,8 @@ impl Net {
     pub async fn delete_route(&self, r: &Route, proto: u8) -> Result<(), Error> {
         let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(r.destination.network(), r.destination.prefix_len())
-            .protocol(RouteProtocol::from(proto));
+            .protocol(RouteProtocol::from(proto))
+            .priority(r.metric);
         if let Some(gw) = r.gateway {
             b = b.gateway(gw);
         }
@@ -232,15 +240,27 @@ impl Net {
         Ok(out)
     }
 
-    /// Adds `addr` to the link (already there is no error).
-    pub async fn add_address(&self, link: u32, addr: Ipv4Net) -> Result<(), Error> {
-        self.handle
+    /// Adds `addr` to the link (already there is no error), with `label` if given (an
+    /// IPv4 label must be the link's name or start with `<link name>:`, 15 bytes at most).
+    pub async fn add_address(
+        &self,
+        link: u32,
+        addr: Ipv4Net,
+        label: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut req = self
+            .handle
             .address()
-            .add(link, IpAddr::V4(addr.addr()), addr.prefix_len())
-            .replace()
-            .execute()
-            .await
-            .map_err(Error::from_netlink(format!("add address {addr}")))
+            .add(link, IpAddr::V4(addr.addr()), addr.prefix_len());
+        if let Some(l) = label {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Label(l.to_string()));
+        }
+        match req.execute().await {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -EEXIST => Ok(()),
+            r => r.map_err(Error::from_netlink(format!("add address {addr}"))),
+        }
     }
 
     /// Removes `addr` from the link (already gone is no error).
@@ -296,12 +316,13 @@ pub fn enable_ipv4_forwarding() -> Result<(), Error> {
 
 fn describe(r: &Route) -> String {
     match r.gateway {
-        Some(gw) => format!("{} via {gw}", r.destination),
-        None => r.destination.to_string(),
+        Some(gw) => format!("{} via {gw} metric {}", r.destination, r.metric),
+        None => format!("{} metric {}", r.destination, r.metric),
     }
 }
 
 // errno values (Linux, all architectures rkube runs on).
 const ESRCH: i32 = 3;
+const EEXIST: i32 = 17;
 const ENODEV: i32 = 19;
 const EADDRNOTAVAIL: i32 = 99;

@@ -12,7 +12,7 @@ struct Veth(String);
 
 impl Veth {
     fn new(name: &str) -> Veth {
-        let _ = Command::new("ip").args(["link", "del", name]).status();
+        let _ = Command::new("ip").args(["link", "del", name]).output();
         let peer = format!("{name}p");
         let ok = Command::new("ip")
             .args(["link", "add", name, "type", "veth", "peer", "name", &peer])
@@ -65,18 +65,13 @@ async fn addresses_routes_and_links_on_the_real_kernel() {
     // Addresses: add (twice: idempotent), list, delete (twice: idempotent).
     let a: Ipv4Net = format!("10.253.{n}.1/30").parse().unwrap();
     let b: Ipv4Net = format!("10.253.{n}.9/32").parse().unwrap();
+    let label = format!("{name}:x");
     for _ in 0..2 {
-        net.add_address(link, a).await.unwrap();
-        net.add_address(link, b).await.unwrap();
+        net.add_address(link, a, None).await.unwrap();
+        net.add_address(link, b, Some(&label)).await.unwrap();
     }
-    let got: Vec<Ipv4Net> = net
-        .addresses(link)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
-    assert_eq!(got, vec![a, b]);
+    let got = net.addresses(link).await.unwrap();
+    assert_eq!(got, vec![(a, name.clone()), (b, label.clone())]);
 
     // A route via the peer's side of the /30, tagged: listed by protocol, replaced in
     // place, visible to `ip route`, deleted.
@@ -84,21 +79,28 @@ async fn addresses_routes_and_links_on_the_real_kernel() {
     let r = Route {
         destination: format!("10.252.{n}.0/24").parse().unwrap(),
         gateway: Some(gw),
+        metric: 4242,
+    };
+    // The same destination with another metric (another owner) lives beside it.
+    let other = Route {
+        metric: 4343,
+        ..r.clone()
     };
     for _ in 0..2 {
         net.replace_route(&r, ROUTE_PROTOCOL).await.unwrap();
+        net.replace_route(&other, ROUTE_PROTOCOL).await.unwrap();
     }
     let ours = net.routes(ROUTE_PROTOCOL).await.unwrap();
-    assert!(ours.contains(&r), "{ours:?}");
+    assert!(ours.contains(&r) && ours.contains(&other), "{ours:?}");
     assert_eq!(
         ours.iter()
             .filter(|x| x.destination == r.destination)
             .count(),
-        1
+        2
     );
     let shown = ip_route_show(ROUTE_PROTOCOL);
     assert!(
-        shown.contains(&format!("10.252.{n}.0/24 via {gw} dev {name}")),
+        shown.contains(&format!("10.252.{n}.0/24 via {gw} dev {name} metric 4242")),
         "{shown}"
     );
     // Other protocols' routes are not ours (the kernel's connected /30 is there).
@@ -108,6 +110,7 @@ async fn addresses_routes_and_links_on_the_real_kernel() {
     let far = Route {
         destination: format!("10.251.{n}.0/24").parse().unwrap(),
         gateway: Some(Ipv4Addr::new(198, 51, 100, 77)),
+        metric: 0,
     };
     let e = net.replace_route(&far, ROUTE_PROTOCOL).await.unwrap_err();
     assert_eq!(e.errno(), Some(101), "ENETUNREACH expected: {e}");
@@ -116,7 +119,9 @@ async fn addresses_routes_and_links_on_the_real_kernel() {
     for _ in 0..2 {
         net.delete_route(&r, ROUTE_PROTOCOL).await.unwrap();
     }
-    assert!(!net.routes(ROUTE_PROTOCOL).await.unwrap().contains(&r));
+    let left = net.routes(ROUTE_PROTOCOL).await.unwrap();
+    assert!(!left.contains(&r) && left.contains(&other), "{left:?}");
+    net.delete_route(&other, ROUTE_PROTOCOL).await.unwrap();
 
     for _ in 0..2 {
         net.delete_address(link, b).await.unwrap();

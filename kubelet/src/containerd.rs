@@ -85,6 +85,13 @@ pub fn agent_name(agent_dir: &Path) -> String {
     format!("rkube-{h:08x}")
 }
 
+/// The label of the addresses the node's service proxy puts on `lo` (`lo:rk<hash>`, the
+/// hash of [`agent_name`]), so [`teardown`] and a restarted proxy find them.
+pub fn lo_label(agent_dir: &Path) -> String {
+    let name = agent_name(agent_dir);
+    format!("lo:rk{}", name.trim_start_matches("rkube-"))
+}
+
 /// Whether runc must use the systemd cgroup driver: only when systemd is PID 1.
 pub fn systemd_cgroup() -> bool {
     std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
@@ -522,6 +529,19 @@ pub fn teardown(agent_dir: &Path) {
     }
     let _ = std::process::Command::new("ip")
         .args(["link", "del", &l.name])
+        .stderr(std::process::Stdio::null())
+        .status();
+    // The service proxy's addresses on lo.
+    let _ = std::process::Command::new("ip")
+        .args([
+            "-4",
+            "addr",
+            "flush",
+            "dev",
+            "lo",
+            "label",
+            &lo_label(agent_dir),
+        ])
         .stderr(std::process::Stdio::null())
         .status();
     for c in &cgroups {

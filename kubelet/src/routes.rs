@@ -1,8 +1,9 @@
 //! host-gw, as flannel's backend of that name: each node routes every other node's pod
 //! CIDR via that node's InternalIP, through netlink. No overlay, no NAT, no iptables: the
 //! nodes must share a link (the gateway has to be directly reachable). Routes carry
-//! [`hostnet::ROUTE_PROTOCOL`], so the ones of nodes that are gone (also while this
-//! kubelet was down) are found and removed.
+//! [`hostnet::ROUTE_PROTOCOL`] and this agent's metric ([`metric`]), so the ones of nodes
+//! that are gone (also while this kubelet was down) are found and removed, and several
+//! agents on one machine (tests) leave each other's routes alone.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,10 +23,18 @@ use crate::Config;
 /// removed one by hand).
 const RESYNC: Duration = Duration::from_secs(30);
 
+/// The metric of the routes of the agent at `agent_dir`: stable, and distinct for the
+/// agents of one machine (from the hash that names its bridge).
+pub fn metric(agent_dir: &std::path::Path) -> u32 {
+    let name = crate::containerd::agent_name(agent_dir);
+    let h = u32::from_str_radix(name.trim_start_matches("rkube-"), 16).unwrap_or(0);
+    0x4000 + (h % 0x4000)
+}
+
 /// The routes this node wants: for each other node with a pod CIDR and an IPv4
 /// InternalIP, `podCIDR via InternalIP`. Nodes on this node's own address (several
 /// nodes of one machine, as tests run them) need none, nor do loopback ones.
-pub fn desired(nodes: &[Arc<Node>], me: &str, my_ip: IpAddr) -> BTreeSet<Route> {
+pub fn desired(nodes: &[Arc<Node>], me: &str, my_ip: IpAddr, metric: u32) -> BTreeSet<Route> {
     let mut out = BTreeSet::new();
     for n in nodes {
         if n.metadata.name.as_deref() == Some(me) {
@@ -52,6 +61,7 @@ pub fn desired(nodes: &[Arc<Node>], me: &str, my_ip: IpAddr) -> BTreeSet<Route> 
         out.insert(Route {
             destination: cidr.trunc(),
             gateway: Some(ip),
+            metric,
         });
     }
     out
@@ -101,9 +111,10 @@ pub async fn run(
     let mut tick = tokio::time::interval(RESYNC);
     // The last failure per route, logged once until it changes.
     let mut failing: HashMap<Route, String> = HashMap::new();
+    let metric = metric(&cfg.agent_dir);
     loop {
-        let want = desired(&store.state(), &cfg.node_name, cfg.node_ip);
-        sync(&net, &want, &mut failing).await;
+        let want = desired(&store.state(), &cfg.node_name, cfg.node_ip, metric);
+        sync(&net, &want, metric, &mut failing).await;
         tokio::select! {
             _ = changed.notified() => {}
             _ = tick.tick() => {}
@@ -121,9 +132,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// One pass: removes our routes that are not wanted, adds or replaces the wanted ones.
-async fn sync(net: &Net, want: &BTreeSet<Route>, failing: &mut HashMap<Route, String>) {
+async fn sync(
+    net: &Net,
+    want: &BTreeSet<Route>,
+    metric: u32,
+    failing: &mut HashMap<Route, String>,
+) {
     let have: BTreeSet<Route> = match net.routes(ROUTE_PROTOCOL).await {
-        Ok(r) => r.into_iter().collect(),
+        Ok(r) => r.into_iter().filter(|r| r.metric == metric).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot list routes");
             return;
@@ -205,13 +221,29 @@ mod tests {
             // A CIDR written with host bits is routed as its network.
             node("i", Some("10.42.9.7/24"), Some("10.0.0.9")),
         ];
-        let got: Vec<String> = desired(&nodes, "a", me)
+        let got: Vec<String> = desired(&nodes, "a", me, 7)
             .iter()
-            .map(|r| format!("{} via {}", r.destination, r.gateway.unwrap()))
+            .map(|r| {
+                format!(
+                    "{} via {} metric {}",
+                    r.destination,
+                    r.gateway.unwrap(),
+                    r.metric
+                )
+            })
             .collect();
         assert_eq!(
             got,
-            ["10.42.1.0/24 via 10.0.0.2", "10.42.9.0/24 via 10.0.0.9"]
+            [
+                "10.42.1.0/24 via 10.0.0.2 metric 7",
+                "10.42.9.0/24 via 10.0.0.9 metric 7"
+            ]
         );
+        let (a, b) = (
+            metric(std::path::Path::new("/var/lib/rkube-a/agent")),
+            metric(std::path::Path::new("/var/lib/rkube-b/agent")),
+        );
+        assert_ne!(a, b);
+        assert!((0x4000..0x8000).contains(&a), "{a}");
     }
 }

@@ -146,6 +146,9 @@ struct NodeArgs {
     /// Taints of this node (key=value:Effect).
     #[arg(long)]
     node_taint: Vec<String>,
+    /// Run no service proxy on this node (k3s's flag).
+    #[arg(long)]
+    disable_kube_proxy: bool,
     /// HTTPS port of the kubelet's endpoint (logs, exec, attach, port-forward).
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
@@ -340,7 +343,12 @@ async fn server(args: ServerArgs) -> Result<()> {
         None
     } else {
         let cfg = kubelet_config(&args.node, &args.data_dir, advertise, client_ca_pem)?;
-        Some(tokio::spawn(kubelet::run(client.clone(), cfg, rx.clone())))
+        Some(tokio::spawn(run_node(
+            client.clone(),
+            cfg,
+            !args.node.disable_kube_proxy,
+            rx.clone(),
+        )))
     };
     let controllers = tokio::spawn(async move {
         controllers::run(client, &identity, Default::default(), node_cfg, rx).await
@@ -384,6 +392,30 @@ fn kubelet_config(
         registries: kubelet::registries::load(&node.private_registry)
             .context("--private-registry")?,
     })
+}
+
+/// What runs on every node: the kubelet and (unless disabled) the service proxy. Either
+/// failing ends both; on `stop` both finish their shutdown.
+async fn run_node(
+    client: kube::Client,
+    cfg: kubelet::Config,
+    proxy: bool,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let proxy_cfg = proxy::Config {
+        label: kubelet::containerd::lo_label(&cfg.agent_dir),
+        udp_idle: proxy::UDP_IDLE,
+    };
+    let kubelet = kubelet::run(client.clone(), cfg, stop.clone());
+    if !proxy {
+        return kubelet.await;
+    }
+    let proxy = async {
+        proxy::run(client, proxy_cfg, stop)
+            .await
+            .context("service proxy")
+    };
+    tokio::try_join!(kubelet, proxy).map(|_| ())
 }
 
 /// SIGINT or SIGTERM turns `stop` true.
@@ -440,7 +472,8 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let tx = std::sync::Arc::new(tx);
     stop_on_signal(tx.clone());
-    let mut kubelet = tokio::spawn(kubelet::run(joined.client, cfg, rx));
+    let proxy = !args.node.disable_kube_proxy;
+    let mut kubelet = tokio::spawn(run_node(joined.client, cfg, proxy, rx));
     let result = (&mut kubelet)
         .await
         .context("the kubelet panicked")?

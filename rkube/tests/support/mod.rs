@@ -94,7 +94,7 @@ impl Cluster {
     /// the agent left (containers, containerd, shims, mounts, bridge, cgroups) is removed.
     pub fn start_with_agent(extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut args: Vec<String> = vec!["--kubelet-port".into(), free_port().to_string()];
+        let mut args = agent_defaults(extra);
         if !extra.contains(&"--private-registry") {
             let yaml = registries_yaml(dir.path(), &format!("http://{}", shared_registry()));
             args.extend(["--private-registry".into(), yaml.display().to_string()]);
@@ -108,7 +108,7 @@ impl Cluster {
     pub fn start_with_agent_airgap(extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         seed_images(&dir.path().join("agent"));
-        let mut args: Vec<String> = vec!["--kubelet-port".into(), free_port().to_string()];
+        let mut args = agent_defaults(extra);
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::start_agent_in(dir, args)
     }
@@ -387,12 +387,34 @@ pub fn lines_of(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Stri
 
 /// A /16 cluster CIDR that no other cluster of this test process uses: each agent's CNI
 /// bridge takes a /24 of it on this machine, and two clusters on one subnet would reach
-/// each other's pods. (Test binaries run one after another, so a counter suffices.)
+/// each other's pods.
 pub fn unique_cluster_cidr() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // The process id too: another test run on this machine (a CI run beside a
+    // developer's) must not land on the same subnets either.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id();
     format!("10.{}.0.0/16", 50 + n % 200)
+}
+
+/// The flags every agent cluster gets unless `extra` has them: a free kubelet port, and
+/// a service CIDR of its own (each cluster's proxy puts its service IPs on this machine's
+/// `lo`: two clusters must not want the same address and port).
+fn agent_defaults(extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--kubelet-port".into(), free_port().to_string()];
+    if !extra.contains(&"--service-cidr") {
+        args.extend(["--service-cidr".into(), unique_service_cidr()]);
+    }
+    args
+}
+
+/// A /24 service CIDR that no other cluster of this test process uses (10.44.<n>.0/24,
+/// apart from the cluster CIDRs of [`unique_cluster_cidr`] and the default 10.43/16).
+pub fn unique_service_cidr() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id() % 100;
+    format!("10.44.{}.0/24", n % 250)
 }
 
 /// A free TCP port (on all addresses, as a kubelet listens).
@@ -429,6 +451,7 @@ pub struct AgentPlace<'a> {
 impl Agent {
     /// Starts `rkube agent --server <c.url> --token-file <c's token>` with `extra` flags,
     /// on this machine's network (node IP 127.0.0.1), pulling from the test registry.
+    /// Without a service proxy: the server's node already has one on this network.
     pub fn start(c: &Cluster, node_name: &str, extra: &[&str]) -> Agent {
         let place = AgentPlace {
             server: &c.url,
@@ -436,7 +459,9 @@ impl Agent {
             netns: None,
             registry: format!("http://{}", shared_registry()),
         };
-        Self::start_at(c, node_name, &place, extra)
+        let mut args = vec!["--disable-kube-proxy"];
+        args.extend_from_slice(extra);
+        Self::start_at(c, node_name, &place, &args)
     }
 
     /// Starts an agent of `c` as `place` says.

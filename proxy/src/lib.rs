@@ -1,0 +1,259 @@
+//! The service proxy, userspace and iptables-free, as a cluster client (through `kube`
+//! only). It watches Services and EndpointSlices; each cluster IP (and external IP)
+//! becomes a /32 on `lo` through netlink, and a listener on every service port and node
+//! port relays TCP connections and UDP flows to the ready endpoints.
+//!
+//! - [`model`] (pure): the frontends to serve from Services and EndpointSlices.
+//! - [`balancer`] (pure): round-robin, fallbacks, `ClientIP` session affinity.
+//! - [`relay`]: the listeners and the relaying.
+//!
+//! The addresses it adds carry its label (`lo:rk<hash>`), so a restarted proxy removes
+//! what a dead one left, and never touches other addresses.
+
+pub mod balancer;
+pub mod model;
+pub mod relay;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hostnet::{Ipv4Net, Net};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::reflector::Store;
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use balancer::Balancer;
+use model::{Desired, Frontend, Listen, Protocol};
+
+/// The proxy's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The label of the addresses this proxy adds to `lo` (`lo:` and at most 10 more
+    /// bytes): distinct per proxy on one machine.
+    pub label: String,
+    /// How long an idle UDP flow is kept (kube-proxy's `--udp-timeout`, 250 ms).
+    pub udp_idle: Duration,
+}
+
+/// Upstream kube-proxy's default `--udp-timeout` (userspace mode).
+pub const UDP_IDLE: Duration = Duration::from_millis(250);
+
+/// Checked again this often without changes (a listener that could not bind, an address
+/// someone removed).
+const RESYNC: Duration = Duration::from_secs(10);
+
+/// Runs until `shutdown`; then removes its listeners and addresses (established
+/// connections end with the process).
+pub async fn run(
+    client: kube::Client,
+    cfg: Config,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let net = Net::connect()?;
+    let lo = net.link_index("lo").await?;
+    let changed = Arc::new(Notify::new());
+    let (services, w1) = watch_into::<Service>(Api::all(client.clone()), changed.clone());
+    let (slices, w2) = watch_into::<EndpointSlice>(Api::all(client), changed.clone());
+    let _watches = (AbortOnDrop(w1), AbortOnDrop(w2));
+    tokio::select! {
+        r = async { services.wait_until_ready().await?; slices.wait_until_ready().await } => {
+            if r.is_err() { return Ok(()) }
+        }
+        _ = shutdown.changed() => return Ok(()),
+    }
+    tracing::info!(label = %cfg.label, "service proxy running");
+    let mut p = Proxy {
+        net,
+        lo,
+        cfg,
+        listeners: HashMap::new(),
+        warned: HashMap::new(),
+    };
+    let mut tick = tokio::time::interval(RESYNC);
+    loop {
+        let want = model::desired(&services.state(), &slices.state());
+        p.sync(&want).await;
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    p.sync(&Desired::default()).await;
+    Ok(())
+}
+
+fn watch_into<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let task = tokio::spawn(
+        reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(move |e| {
+                match e {
+                    Ok(_) => changed.notify_one(),
+                    Err(e) => tracing::debug!(error = %e, "proxy watch"),
+                }
+                futures::future::ready(())
+            }),
+    );
+    (store, task)
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Running {
+    frontend: Frontend,
+    balancer: relay::Shared,
+    task: JoinHandle<()>,
+}
+
+struct Proxy {
+    net: Net,
+    lo: u32,
+    cfg: Config,
+    listeners: HashMap<Listen, Running>,
+    /// The last error per listener or address, logged once until it changes.
+    warned: HashMap<String, String>,
+}
+
+impl Proxy {
+    async fn sync(&mut self, want: &Desired) {
+        // Listeners that go, first (their addresses may go next).
+        let gone: Vec<Listen> = self
+            .listeners
+            .keys()
+            .filter(|k| !want.frontends.contains_key(k))
+            .copied()
+            .collect();
+        for k in gone {
+            if let Some(r) = self.listeners.remove(&k) {
+                r.task.abort();
+                tracing::info!(service = %r.frontend.service, listen = %k.addr, "stopped listening");
+            }
+        }
+        self.sync_addresses(&want.addresses).await;
+        for (k, fe) in &want.frontends {
+            if let Some(r) = self.listeners.get_mut(k) {
+                if r.frontend != *fe {
+                    r.balancer
+                        .lock()
+                        .expect("balancer lock")
+                        .update(fe.endpoints.clone(), fe.affinity);
+                    r.frontend = fe.clone();
+                }
+                continue;
+            }
+            match self.listen(k, fe).await {
+                Ok(r) => {
+                    self.warned.remove(&k.addr.to_string());
+                    tracing::info!(service = %fe.service, listen = %k.addr, protocol = ?k.protocol, endpoints = fe.endpoints.len(), "listening");
+                    self.listeners.insert(*k, r);
+                }
+                Err(e) => self.warn(
+                    k.addr.to_string(),
+                    format!("{} ({:?} {}): {e}", fe.service, k.protocol, k.addr),
+                ),
+            }
+        }
+    }
+
+    async fn listen(&self, k: &Listen, fe: &Frontend) -> std::io::Result<Running> {
+        let balancer: relay::Shared =
+            Arc::new(Mutex::new(Balancer::new(fe.endpoints.clone(), fe.affinity)));
+        let service: Arc<str> = fe.service.clone().into();
+        let task = match k.protocol {
+            Protocol::Tcp => {
+                let l = bind_tcp(k.addr)?;
+                tokio::spawn(relay::serve_tcp(l, balancer.clone(), service))
+            }
+            Protocol::Udp => {
+                let s = tokio::net::UdpSocket::bind(k.addr).await?;
+                tokio::spawn(relay::serve_udp(
+                    s,
+                    balancer.clone(),
+                    service,
+                    self.cfg.udp_idle,
+                ))
+            }
+        };
+        Ok(Running {
+            frontend: fe.clone(),
+            balancer,
+            task,
+        })
+    }
+
+    /// Our addresses on `lo`: exactly `want`.
+    async fn sync_addresses(&mut self, want: &BTreeSet<Ipv4Addr>) {
+        let have: BTreeSet<Ipv4Addr> = match self.net.addresses(self.lo).await {
+            Ok(a) => a
+                .into_iter()
+                .filter(|(net, label)| *label == self.cfg.label && net.prefix_len() == 32)
+                .map(|(net, _)| net.addr())
+                .collect(),
+            Err(e) => {
+                self.warn("lo".into(), format!("cannot list the addresses of lo: {e}"));
+                return;
+            }
+        };
+        for ip in have.difference(want) {
+            let net = Ipv4Net::new(*ip, 32).expect("/32");
+            match self.net.delete_address(self.lo, net).await {
+                Ok(()) => tracing::info!(address = %ip, "removed a service address from lo"),
+                Err(e) => self.warn(ip.to_string(), format!("cannot remove {ip} from lo: {e}")),
+            }
+        }
+        for ip in want.difference(&have) {
+            let net = Ipv4Net::new(*ip, 32).expect("/32");
+            if let Err(e) = self
+                .net
+                .add_address(self.lo, net, Some(&self.cfg.label))
+                .await
+            {
+                self.warn(ip.to_string(), format!("cannot add {ip} to lo: {e}"));
+            }
+        }
+    }
+
+    fn warn(&mut self, key: String, msg: String) {
+        if self.warned.get(&key) != Some(&msg) {
+            tracing::warn!("{msg}");
+            self.warned.insert(key, msg);
+        }
+    }
+}
+
+/// A listening TCP socket with SO_REUSEADDR (a restarted proxy rebinds at once, with
+/// the connections of the previous one in TIME_WAIT).
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let s = match addr.ip() {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    s.set_reuseaddr(true)?;
+    s.bind(addr)?;
+    s.listen(1024)
+}

@@ -1,0 +1,163 @@
+//! The data plane: a listener per frontend that relays TCP connections and UDP flows to
+//! the endpoints its [`Balancer`] picks. A listener's endpoints change in place; the
+//! connections it already relays are never cut by such a change.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use crate::balancer::Balancer;
+
+/// How long a connect to an endpoint may take before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub type Shared = Arc<Mutex<Balancer>>;
+
+/// Accepts connections until the task is aborted; each is relayed on its own task (and
+/// outlives the listener).
+pub async fn serve_tcp(listener: TcpListener, balancer: Shared, service: Arc<str>) {
+    loop {
+        let (conn, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, %service, "accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let b = balancer.clone();
+        let service = service.clone();
+        tokio::spawn(async move {
+            if let Err(e) = relay_tcp(conn, peer, &b).await {
+                tracing::debug!(error = %e, %service, %peer, "connection");
+            }
+        });
+    }
+}
+
+async fn relay_tcp(mut client: TcpStream, peer: SocketAddr, b: &Shared) -> std::io::Result<()> {
+    let candidates = b
+        .lock()
+        .expect("balancer lock")
+        .candidates(peer.ip(), Instant::now());
+    for ep in candidates {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ep)).await {
+            Ok(Ok(mut upstream)) => {
+                b.lock()
+                    .expect("balancer lock")
+                    .connected(peer.ip(), ep, Instant::now());
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+                // Half-closes travel: EOF one way shuts down writing the other way.
+                tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+                return Ok(());
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, endpoint = %ep, "connect failed, trying the next endpoint")
+            }
+            Err(_) => {
+                tracing::debug!(endpoint = %ep, "connect timed out, trying the next endpoint")
+            }
+        }
+    }
+    // No endpoint (or none answers): refuse, as a reset. (A zero linger never blocks
+    // the drop, which is what tokio's deprecation is about.)
+    #[allow(deprecated)]
+    client.set_linger(Some(Duration::ZERO))?;
+    Ok(())
+}
+
+/// One client's UDP flow: a socket connected to its endpoint, and when it was last used.
+struct Flow {
+    upstream: Arc<UdpSocket>,
+    last: Arc<Mutex<Instant>>,
+}
+
+/// Relays datagrams until the task is aborted. Each client address is a flow with a
+/// socket of its own towards the endpoint picked for it; answers go back from the
+/// frontend's address. A flow idle for `idle` ends.
+pub async fn serve_udp(sock: UdpSocket, balancer: Shared, service: Arc<str>, idle: Duration) {
+    let sock = Arc::new(sock);
+    let flows: Arc<Mutex<HashMap<SocketAddr, Flow>>> = Arc::default();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, %service, "udp receive");
+                continue;
+            }
+        };
+        let existing = flows.lock().expect("flows lock").get(&peer).map(|f| {
+            *f.last.lock().expect("flow lock") = Instant::now();
+            f.upstream.clone()
+        });
+        let upstream = match existing {
+            Some(u) => u,
+            None => match open_flow(&sock, &flows, peer, &balancer, idle).await {
+                Some(u) => u,
+                None => continue,
+            },
+        };
+        if let Err(e) = upstream.send(&buf[..n]).await {
+            tracing::debug!(error = %e, %service, %peer, "udp send");
+        }
+    }
+}
+
+async fn open_flow(
+    front: &Arc<UdpSocket>,
+    flows: &Arc<Mutex<HashMap<SocketAddr, Flow>>>,
+    peer: SocketAddr,
+    b: &Shared,
+    idle: Duration,
+) -> Option<Arc<UdpSocket>> {
+    let ep = *b
+        .lock()
+        .expect("balancer lock")
+        .candidates(peer.ip(), Instant::now())
+        .first()?;
+    let local: SocketAddr = if ep.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let upstream = Arc::new(UdpSocket::bind(local).await.ok()?);
+    upstream.connect(ep).await.ok()?;
+    b.lock()
+        .expect("balancer lock")
+        .connected(peer.ip(), ep, Instant::now());
+    let last = Arc::new(Mutex::new(Instant::now()));
+    flows.lock().expect("flows lock").insert(
+        peer,
+        Flow {
+            upstream: upstream.clone(),
+            last: last.clone(),
+        },
+    );
+    // Answers back to the client until the flow has been idle for `idle`.
+    let (front, flows, up) = (front.clone(), flows.clone(), upstream.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let since = last.lock().expect("flow lock").elapsed();
+            let Some(left) = idle.checked_sub(since).filter(|d| !d.is_zero()) else {
+                break;
+            };
+            match tokio::time::timeout(left, up.recv(&mut buf)).await {
+                Ok(Ok(n)) => {
+                    *last.lock().expect("flow lock") = Instant::now();
+                    let _ = front.send_to(&buf[..n], peer).await;
+                }
+                // Refused (ICMP) or other errors: the next datagram opens a new flow.
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
+        }
+        flows.lock().expect("flows lock").remove(&peer);
+    });
+    Some(upstream)
+}
