@@ -461,7 +461,12 @@ async fn allocate_service(app: &App, obj: &mut Value, old: Option<&Value>) -> Ap
     } else {
         let ip = spec["clusterIP"].as_str().unwrap_or("").to_string();
         if ip.is_empty() {
-            let ip = app.cfg.service_cidr.allocate(&used.ips).ok_or_else(|| {
+            // The cluster DNS address is the node-local DNS server's, never a service's.
+            let mut taken = used.ips.clone();
+            if let std::net::IpAddr::V4(dns) = app.cfg.cluster_dns {
+                taken.insert(dns);
+            }
+            let ip = app.cfg.service_cidr.allocate(&taken).ok_or_else(|| {
                 ApiError::internal("failed to allocate a serviceIP: range is full")
             })?;
             spec["clusterIP"] = json!(ip.to_string());

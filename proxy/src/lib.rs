@@ -6,11 +6,13 @@
 //! - [`model`] (pure): the frontends to serve from Services and EndpointSlices.
 //! - [`balancer`] (pure): round-robin, fallbacks, `ClientIP` session affinity.
 //! - [`relay`]: the listeners and the relaying.
+//! - [`dns`]: cluster DNS, node-local, from the same Services and EndpointSlices.
 //!
 //! The addresses it adds carry its label (`lo:rk<hash>`), so a restarted proxy removes
 //! what a dead one left, and never touches other addresses.
 
 pub mod balancer;
+pub mod dns;
 pub mod model;
 pub mod relay;
 
@@ -40,6 +42,8 @@ pub struct Config {
     pub label: String,
     /// How long an idle UDP flow is kept (kube-proxy's `--udp-timeout`, 250 ms).
     pub udp_idle: Duration,
+    /// Cluster DNS on this address (port 53, TCP and UDP) for this domain.
+    pub dns: Option<(Ipv4Addr, String)>,
 }
 
 /// Upstream kube-proxy's default `--udp-timeout` (userspace mode).
@@ -69,25 +73,69 @@ pub async fn run(
         _ = shutdown.changed() => return Ok(()),
     }
     tracing::info!(label = %cfg.label, "service proxy running");
+    let dns = match &cfg.dns {
+        Some((addr, domain)) => {
+            let domain =
+                hickory_proto::rr::Name::from_ascii(format!("{}.", domain.trim_end_matches('.')))
+                    .map_err(|e| anyhow::anyhow!("cluster domain {domain:?}: {e}"))?;
+            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            Some(Dns {
+                addr: *addr,
+                server: Arc::new(dns::Server {
+                    domain,
+                    index: Arc::default(),
+                    upstreams: dns::upstreams(&resolv, IpAddr::V4(*addr)),
+                }),
+                tasks: None,
+            })
+        }
+        None => None,
+    };
     let mut p = Proxy {
         net,
         lo,
         cfg,
         listeners: HashMap::new(),
         warned: HashMap::new(),
+        dns,
     };
     let mut tick = tokio::time::interval(RESYNC);
     loop {
-        let want = model::desired(&services.state(), &slices.state());
+        let (svcs, sls) = (services.state(), slices.state());
+        let mut want = model::desired(&svcs, &sls);
+        if let Some(d) = &p.dns {
+            want.addresses.insert(d.addr);
+            let idx = dns::Index::build(&svcs, &sls);
+            let mut cur = d.server.index.write().expect("dns index");
+            if *cur != idx {
+                *cur = idx;
+            }
+        }
         p.sync(&want).await;
+        p.serve_dns().await;
         tokio::select! {
             _ = changed.notified() => {}
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
     }
+    if let Some(Dns {
+        tasks: Some((u, t)),
+        ..
+    }) = p.dns.take()
+    {
+        u.abort();
+        t.abort();
+    }
     p.sync(&Desired::default()).await;
     Ok(())
+}
+
+/// The node-local DNS server and its two listeners, once bound.
+struct Dns {
+    addr: Ipv4Addr,
+    server: Arc<dns::Server>,
+    tasks: Option<(JoinHandle<()>, JoinHandle<()>)>,
 }
 
 fn watch_into<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, JoinHandle<()>)
@@ -137,6 +185,7 @@ struct Proxy {
     listeners: HashMap<Listen, Running>,
     /// The last error per listener or address, logged once until it changes.
     warned: HashMap<String, String>,
+    dns: Option<Dns>,
 }
 
 impl Proxy {
@@ -235,6 +284,37 @@ impl Proxy {
             {
                 self.warn(ip.to_string(), format!("cannot add {ip} to lo: {e}"));
             }
+        }
+    }
+
+    /// Binds the DNS listeners once their address is on lo (retried each pass).
+    async fn serve_dns(&mut self) {
+        let Some(d) = self.dns.as_ref().filter(|d| d.tasks.is_none()) else {
+            return;
+        };
+        let addr = SocketAddr::new(IpAddr::V4(d.addr), 53);
+        let bound = async {
+            let udp = tokio::net::UdpSocket::bind(addr).await?;
+            let tcp = bind_tcp(addr)?;
+            Ok::<_, std::io::Error>((udp, tcp))
+        }
+        .await;
+        match bound {
+            Ok((udp, tcp)) => {
+                let server = d.server.clone();
+                let tasks = (
+                    tokio::spawn(server.clone().serve_udp(udp)),
+                    tokio::spawn(server.serve_tcp(tcp)),
+                );
+                tracing::info!(%addr, domain = %d.server.domain, "cluster DNS listening");
+                if let Some(d) = self.dns.as_mut() {
+                    d.tasks = Some(tasks);
+                }
+            }
+            Err(e) => self.warn(
+                "dns".into(),
+                format!("cluster DNS cannot listen on {addr}: {e}"),
+            ),
         }
     }
 

@@ -57,26 +57,30 @@ pub struct Desired {
     pub addresses: BTreeSet<Ipv4Addr>,
 }
 
+/// The namespace and name of the service an IPv4 EndpointSlice belongs to (its
+/// `kubernetes.io/service-name` label).
+pub fn owning_service(s: &EndpointSlice) -> Option<(String, String)> {
+    if s.address_type != "IPv4" {
+        return None;
+    }
+    let ns = s.metadata.namespace.clone()?;
+    let svc = s
+        .metadata
+        .labels
+        .as_ref()?
+        .get("kubernetes.io/service-name")?;
+    Some((ns, svc.clone()))
+}
+
 /// The frontends of `services`, fed by `slices` (by their `kubernetes.io/service-name`
 /// label). Headless and ExternalName services have none; a service port without ready
 /// endpoints still gets its listener (connections to it are refused).
 pub fn desired(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Desired {
     let mut by_service: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
     for s in slices {
-        let (Some(ns), Some(svc)) = (
-            s.metadata.namespace.clone(),
-            s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-                .cloned(),
-        ) else {
-            continue;
-        };
-        if s.address_type != "IPv4" {
-            continue;
+        if let Some(key) = owning_service(s) {
+            by_service.entry(key).or_default().push(s);
         }
-        by_service.entry((ns, svc)).or_default().push(s);
     }
     let mut out = Desired::default();
     for svc in services {

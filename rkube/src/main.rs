@@ -29,6 +29,9 @@ enum Command {
     Agent(AgentArgs),
     /// Run simulated nodes (no containers) against a server, to measure the control plane.
     HollowNodes(HollowArgs),
+    /// Run only a node's service proxy and cluster DNS against a server (upstream's
+    /// kube-proxy on its own: machines without containers, benchmarks).
+    Proxy(AgentArgs),
 }
 
 #[derive(Args, Debug)]
@@ -343,10 +346,12 @@ async fn server(args: ServerArgs) -> Result<()> {
         None
     } else {
         let cfg = kubelet_config(&args.node, &args.data_dir, advertise, client_ca_pem)?;
+        let proxy = (!args.node.disable_kube_proxy)
+            .then(|| proxy_config(&args.node, &args.data_dir.join("agent")));
         Some(tokio::spawn(run_node(
             client.clone(),
             cfg,
-            !args.node.disable_kube_proxy,
+            proxy,
             rx.clone(),
         )))
     };
@@ -399,17 +404,13 @@ fn kubelet_config(
 async fn run_node(
     client: kube::Client,
     cfg: kubelet::Config,
-    proxy: bool,
+    proxy: Option<proxy::Config>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
-    let proxy_cfg = proxy::Config {
-        label: kubelet::containerd::lo_label(&cfg.agent_dir),
-        udp_idle: proxy::UDP_IDLE,
-    };
     let kubelet = kubelet::run(client.clone(), cfg, stop.clone());
-    if !proxy {
+    let Some(proxy_cfg) = proxy else {
         return kubelet.await;
-    }
+    };
     let proxy = async {
         proxy::run(client, proxy_cfg, stop)
             .await
@@ -446,15 +447,7 @@ async fn stop_agent(
 /// `rkube agent`: joins the server at `--server` with the token and runs the kubelet
 /// until SIGINT/SIGTERM.
 async fn agent(args: AgentArgs) -> Result<()> {
-    let token = match (&args.token, &args.token_file) {
-        (Some(t), _) => t.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read --token-file {}", f.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => bail!("rkube agent needs the server's join token: --token, --token-file or RKUBE_TOKEN (the server keeps it in <data-dir>/server/token)"),
-    };
-    let joined = join::join(&args.server, &token).await?;
+    let joined = join::join(&args.server, &join_token(&args)?).await?;
     let default_ip = match args.node.node_ip {
         Some(ip) => ip,
         None => route_to(&args.server).await.with_context(|| {
@@ -472,7 +465,8 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let tx = std::sync::Arc::new(tx);
     stop_on_signal(tx.clone());
-    let proxy = !args.node.disable_kube_proxy;
+    let proxy = (!args.node.disable_kube_proxy)
+        .then(|| proxy_config(&args.node, &args.data_dir.join("agent")));
     let mut kubelet = tokio::spawn(run_node(joined.client, cfg, proxy, rx));
     let result = (&mut kubelet)
         .await
@@ -480,6 +474,40 @@ async fn agent(args: AgentArgs) -> Result<()> {
         .context("kubelet");
     stop_agent(&tx, Some(kubelet)).await;
     result
+}
+
+/// The join token of `rkube agent`/`rkube proxy`: --token, else --token-file.
+fn join_token(args: &AgentArgs) -> Result<String> {
+    Ok(match (&args.token, &args.token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read --token-file {}", f.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => bail!("joining needs the server's join token: --token, --token-file or RKUBE_TOKEN (the server keeps it in <data-dir>/server/token)"),
+    })
+}
+
+/// `rkube proxy`: joins like an agent and runs only the service proxy and cluster DNS.
+async fn proxy_only(args: AgentArgs) -> Result<()> {
+    let joined = join::join(&args.server, &join_token(&args)?).await?;
+    let cfg = proxy_config(&args.node, &args.data_dir.join("agent"));
+    eprintln!("rkube proxy: serving the services of {}", args.server);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    stop_on_signal(std::sync::Arc::new(tx));
+    proxy::run(joined.client, cfg, rx).await
+}
+
+/// The service proxy's configuration from the node flags.
+fn proxy_config(node: &NodeArgs, agent_dir: &std::path::Path) -> proxy::Config {
+    proxy::Config {
+        label: kubelet::containerd::lo_label(agent_dir),
+        udp_idle: proxy::UDP_IDLE,
+        dns: match node.cluster_dns {
+            IpAddr::V4(ip) => Some((ip, node.cluster_domain.clone())),
+            IpAddr::V6(_) => None,
+        },
+    }
 }
 
 /// The local address this machine uses to reach `url`'s host (as k3s picks the node IP
@@ -593,6 +621,7 @@ fn real_main() -> Result<()> {
         Command::Server(args) => rt.block_on(server(*args)),
         Command::HollowNodes(args) => rt.block_on(hollow_nodes(args)),
         Command::Agent(args) => rt.block_on(agent(args)),
+        Command::Proxy(args) => rt.block_on(proxy_only(args)),
     }
 }
 

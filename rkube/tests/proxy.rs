@@ -224,6 +224,79 @@ async fn services_answer_on_cluster_ips_and_node_ports_without_iptables() {
     );
     assert!(names.contains(&ok(&out, "wget from a pod")), "{out:?}");
 
+    // Cluster DNS from the pod: the service by its full name and by its short name (the
+    // pod's search path), a headless service's ready pods, an ExternalName's CNAME.
+    svcs.create(
+        &pp,
+        &service(
+            "web-headless",
+            json!({"clusterIP": "None", "selector": {"app": "web"},
+                   "ports": [{"name": "http", "port": 8080}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    svcs.create(
+        &pp,
+        &service(
+            "elsewhere",
+            json!({"type": "ExternalName", "externalName": "example.com"}),
+        ),
+    )
+    .await
+    .unwrap();
+    let pod_ips: BTreeSet<String> = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.status?.pod_ip)
+        .collect();
+    let in_pod = |args: &[&str]| {
+        let mut all = vec!["exec", first_pod.as_str(), "-c", "gate", "--"];
+        all.extend_from_slice(args);
+        c.kubectl(&k, &all)
+    };
+    let lookup = |name: &str, want: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let out = in_pod(&["nslookup", "-type=a", name]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if want(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nslookup {name}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    lookup("web.default.svc.cluster.local", &|t| {
+        t.contains(&format!("Address: {ip}"))
+    });
+    lookup("web-headless.default.svc.cluster.local", &|t| {
+        pod_ips.iter().all(|p| t.contains(&format!("Address: {p}")))
+    });
+    lookup("elsewhere.default.svc.cluster.local", &|t| {
+        t.contains("canonical name = example.com")
+    });
+    let out = in_pod(&[
+        "nslookup",
+        "-type=a",
+        "nothing-here.default.svc.cluster.local",
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("NXDOMAIN"), "{text}");
+    let by_name = in_pod(&["wget", "-qO-", "http://web/hostname"]);
+    assert!(
+        names.contains(&ok(&by_name, "wget http://web by its short name")),
+        "{by_name:?}"
+    );
+
     // A long-lived connection through the service...
     let mut conn = BufReader::new(TcpStream::connect((ip.as_str(), 80)).unwrap());
     conn.get_ref()

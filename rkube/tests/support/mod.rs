@@ -398,23 +398,29 @@ pub fn unique_cluster_cidr() -> String {
 }
 
 /// The flags every agent cluster gets unless `extra` has them: a free kubelet port, and
-/// a service CIDR of its own (each cluster's proxy puts its service IPs on this machine's
-/// `lo`: two clusters must not want the same address and port).
+/// a service CIDR and cluster DNS address of its own (each cluster's proxy puts its
+/// service IPs and its DNS address on this machine's `lo`: two clusters must not want
+/// the same address and port).
 fn agent_defaults(extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec!["--kubelet-port".into(), free_port().to_string()];
     if !extra.contains(&"--service-cidr") {
-        args.extend(["--service-cidr".into(), unique_service_cidr()]);
+        let (cidr, dns) = unique_service_cidr();
+        args.extend(["--service-cidr".into(), cidr]);
+        if !extra.contains(&"--cluster-dns") {
+            args.extend(["--cluster-dns".into(), dns]);
+        }
     }
     args
 }
 
 /// A /24 service CIDR that no other cluster of this test process uses (10.44.<n>.0/24,
-/// apart from the cluster CIDRs of [`unique_cluster_cidr`] and the default 10.43/16).
-pub fn unique_service_cidr() -> String {
+/// apart from the cluster CIDRs of [`unique_cluster_cidr`] and the default 10.43/16),
+/// and the cluster DNS address in it (.10, as 10.43.0.10 is in the default).
+pub fn unique_service_cidr() -> (String, String) {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id() % 100;
-    format!("10.44.{}.0/24", n % 250)
+    let n = (NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id()) % 250;
+    (format!("10.44.{n}.0/24"), format!("10.44.{n}.10"))
 }
 
 /// A free TCP port (on all addresses, as a kubelet listens).
