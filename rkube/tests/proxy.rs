@@ -130,7 +130,7 @@ fn request_on(conn: &mut BufReader<TcpStream>, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_answer_on_cluster_ips_and_node_ports_without_iptables() {
     let cidr = support::unique_cluster_cidr();
-    let c = Cluster::start_with_agent(&["--node-name", "proxy-test", "--cluster-cidr", &cidr]);
+    let mut c = Cluster::start_with_agent(&["--node-name", "proxy-test", "--cluster-cidr", &cidr]);
     let client = c.client();
     let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
@@ -223,6 +223,28 @@ async fn services_answer_on_cluster_ips_and_node_ports_without_iptables() {
         ],
     );
     assert!(names.contains(&ok(&out, "wget from a pod")), "{out:?}");
+
+    // UDP from inside a pod: the replica's netexec asks the service (agnhost's /dial;
+    // Debian's busybox nc has no UDP).
+    let first_ip = pods
+        .get(&first_pod)
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.pod_ip)
+        .unwrap();
+    let (status, body) = get(
+        &first_ip,
+        8080,
+        &format!("/dial?request=hostname&protocol=udp&host={ip}&port=81&tries=1"),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, &v["errors"]), (200, &json!([])), "{body}");
+    assert!(
+        names.contains(v["responses"][0].as_str().unwrap()),
+        "{body}"
+    );
 
     // Cluster DNS from the pod: the service by its full name and by its short name (the
     // pod's search path), a headless service's ready pods, an ExternalName's CNAME.
@@ -354,6 +376,46 @@ async fn services_answer_on_cluster_ips_and_node_ports_without_iptables() {
     assert!(
         !matches!(&after, Ok((200, n)) if names.contains(n)),
         "{ip}:80 still reaches a replica: {after:?}"
+    );
+
+    // A restarted proxy cleans up what a dead one left: kill -9 leaves its addresses on
+    // lo; one that no service wants any more (as if its service had been deleted while
+    // the proxy was down) is gone after the restart, the others stay.
+    let label = kubelet::containerd::lo_label(&c.dir.path().join("agent"));
+    let stale = "10.255.254.1";
+    c.kill9();
+    assert!(
+        lo_addresses().contains(&format!("inet {sticky_ip}/32")),
+        "{}",
+        lo_addresses()
+    );
+    let added = Command::new("ip")
+        .args([
+            "addr",
+            "add",
+            &format!("{stale}/32"),
+            "dev",
+            "lo",
+            "label",
+            &label,
+        ])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    c.restart();
+    let deadline = Instant::now() + WAIT;
+    while lo_addresses().contains(&format!("inet {stale}/32")) {
+        assert!(
+            Instant::now() < deadline,
+            "{stale} left on lo: {}",
+            lo_addresses()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        lo_addresses().contains(&format!("inet {sticky_ip}/32")),
+        "{}",
+        lo_addresses()
     );
 
     // No packet filter rule anywhere mentions the services.
