@@ -50,7 +50,7 @@ test: deps images registry lint
 # needs root and `make images`). Each writes bench/results/<name>.json and <name>.md;
 # `make bench BENCHES="--bench etcd"` runs one.
 BENCHES ?= --bench api --bench etcd --bench scale --bench startup
-bench: deps
+bench: deps images
 	$(CARGO) bench -p rkube $(BENCHES) -- --output $(CURDIR)/bench/results
 
 clean:
