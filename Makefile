@@ -6,7 +6,7 @@ DATA_DIR ?= $(HOME)/.rkube
 KUBECONFIG_OUT ?= $(DATA_DIR)/rkube.yaml
 PORT ?= 6443
 
-.PHONY: all build deps images registry run test lint bench clean
+.PHONY: all build deps images registry run test lint bench conformance clean
 
 all: build
 
@@ -52,6 +52,11 @@ test: deps images registry lint
 BENCHES ?= --bench api --bench etcd --bench scale --bench startup
 bench: deps images
 	$(CARGO) bench -p rkube $(BENCHES) -- --output $(CURDIR)/bench/results
+
+# rkube's port of upstream's conformance tests against the cluster of $KUBECONFIG (any
+# cluster); CONFORMANCE_ARGS passes --focus/--skip/--parallel. JUnit in conformance/results/.
+conformance:
+	$(CARGO) run -q -p rkube-conformance -- --junit conformance/results/junit.xml $(CONFORMANCE_ARGS)
 
 clean:
 	$(CARGO) clean

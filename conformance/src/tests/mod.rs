@@ -1,0 +1,79 @@
+//! The ported tests, one file per area, each test named and described as upstream's
+//! conformance.yaml has it. Shared assertions live here.
+
+mod configmaps;
+mod namespaces;
+mod secrets;
+
+use anyhow::{bail, Context};
+
+use crate::Test;
+
+/// A [`Test`] from an `async fn(Ctx) -> anyhow::Result<()>`.
+macro_rules! test {
+    ($area:expr, $testname:expr, $codename:expr, $f:path) => {
+        $crate::Test {
+            testname: $testname,
+            codename: $codename,
+            area: $area,
+            run: |ctx| Box::pin($f(ctx)),
+        }
+    };
+}
+pub(crate) use test;
+
+pub fn all() -> Vec<Test> {
+    let mut all = Vec::new();
+    all.extend(configmaps::tests());
+    all.extend(secrets::tests());
+    all.extend(namespaces::tests());
+    all
+}
+
+/// upstream's `apierrors.IsInvalid`: reason Invalid (or, without a reason, code 422).
+pub fn is_invalid(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.reason == "Invalid" || (s.reason.is_empty() && s.code == 422),
+        _ => false,
+    }
+}
+
+/// Expects `r` to have failed as upstream's `IsInvalid` says.
+pub fn expect_invalid<T: std::fmt::Debug>(
+    r: Result<T, kube::Error>,
+    what: &str,
+) -> anyhow::Result<()> {
+    match r {
+        Err(e) if is_invalid(&e) => Ok(()),
+        Err(e) => bail!("{what}: expected 'invalid' as error, got instead: {e}"),
+        Ok(v) => bail!("{what}: expected 'invalid' as error, but it succeeded: {v:?}"),
+    }
+}
+
+/// upstream's `HaveValidResourceVersion`: a base-10 integer above 0.
+pub fn valid_resource_version(rv: Option<&str>) -> anyhow::Result<u128> {
+    let rv = rv.context("no metadata.resourceVersion")?;
+    let n: u128 = rv
+        .parse()
+        .with_context(|| format!("resourceVersion {rv:?} is not a decimal integer"))?;
+    anyhow::ensure!(n > 0, "resourceVersion {rv:?} is 0");
+    Ok(n)
+}
+
+/// upstream's `CompareResourceVersion(older, newer) == -1`.
+pub fn newer_resource_version(older: Option<&str>, newer: Option<&str>) -> anyhow::Result<()> {
+    let (a, b) = (
+        valid_resource_version(older)?,
+        valid_resource_version(newer)?,
+    );
+    anyhow::ensure!(
+        a < b,
+        "patched object should have a larger resource version: {a} then {b}"
+    );
+    Ok(())
+}
+
+/// A fresh lower-case uuid, as upstream's `uuid.NewUUID()`.
+pub fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,57 @@
+//! rkube's ported conformance suite (crate `conformance`) against a two-node rkube: the
+//! server's node and one `rkube agent`, real containerd. Every selected test must pass;
+//! the JUnit XML is written to conformance/results/junit.xml. Needs root.
+
+mod support;
+
+use std::time::Duration;
+
+use conformance::{Namespaces, Options, Outcome, Summary};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use support::{wait_for_within, Agent, Cluster};
+
+fn ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ported_conformance_suite_passes_on_two_nodes() {
+    let cidr = support::unique_cluster_cidr();
+    let c = Cluster::start_with_agent(&["--node-name", "conf-a", "--cluster-cidr", &cidr]);
+    let _b = Agent::start(&c, "conf-b", &[]);
+    let nodes: Api<Node> = Api::all(c.client());
+    for n in ["conf-a", "conf-b"] {
+        wait_for_within(
+            &nodes,
+            n,
+            &format!("{n} Ready"),
+            Duration::from_secs(120),
+            ready,
+        )
+        .await;
+    }
+
+    let opts = Options::default();
+    let (tests, skipped) = conformance::select(conformance::all(), &opts);
+    assert!(skipped.is_empty());
+    let namespaces = Namespaces::default();
+    let results = conformance::run(c.client(), tests, &opts, &namespaces).await;
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/results");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("junit.xml"), conformance::junit::render(&results)).unwrap();
+    let summary = Summary::of(&results);
+    eprintln!("{}", summary.render());
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Failed(m) => Some(format!("{}\n  {m}", r.codename)),
+            _ => None,
+        })
+        .collect();
+    assert!(failures.is_empty(), "failed:\n{}", failures.join("\n"));
+    assert_eq!(results.len(), conformance::all().len());
+}
