@@ -45,11 +45,13 @@ test: deps images registry lint
 
 # cargo bench builds the server in release mode and runs the benchmarks of rkube/benches:
 # api (API server on SQLite; RKUBE_BENCH_UPDATES scales its compaction phase), etcd (pod
-# creates on etcd vs raw etcd puts), scale (100 hollow nodes, 10,000 pods) and startup (pod
+# creates on etcd vs raw etcd puts), scale (100 hollow nodes, 10,000 pods), startup (pod
 # create → Running through a real `rkube agent` vs raw CRI on its containerd, 1 and 30 pods;
-# needs root and `make images`). Each writes bench/results/<name>.json and <name>.md;
+# needs root and `make images`) and proxy (TCP throughput, latency and connections/s through
+# a separate `rkube proxy` vs direct vs Debian's haproxy, and its memory with 1,000
+# Services; needs root). Each writes bench/results/<name>.json and <name>.md;
 # `make bench BENCHES="--bench etcd"` runs one.
-BENCHES ?= --bench api --bench etcd --bench scale --bench startup
+BENCHES ?= --bench api --bench etcd --bench scale --bench startup --bench proxy
 bench: deps images
 	$(CARGO) bench -p rkube $(BENCHES) -- --output $(CURDIR)/bench/results
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(gcc make pkg-config ca-certificates protobuf-compiler libprotobuf-dev etcd-server etcd-client
     containerd runc containernetworking-plugins docker-registry busybox-static umoci skopeo file
-    curl iproute2 util-linux)
+    curl iproute2 util-linux haproxy)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

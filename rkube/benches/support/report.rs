@@ -163,9 +163,15 @@ impl Report {
                 .map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
                 .unwrap_or_default()
         };
+        // A benchmark that measures something else than the API says so in `transport`.
+        let transport = self
+            .context
+            .get("transport")
+            .and_then(Value::as_str)
+            .unwrap_or("loopback HTTPS");
         let _ = writeln!(
             md,
-            "Run {} (commit {}), {} cores, release build, loopback HTTPS; the measurements took {} s; \
+            "Run {} (commit {}), {} cores, release build, {transport}; the measurements took {} s; \
              1-minute load average at the start {} (other work on the machine shares the cores).\n",
             ctx("started_utc"),
             ctx("commit"),
