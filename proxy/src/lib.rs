@@ -26,6 +26,7 @@ use hostnet::{Ipv4Net, Net};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
+use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use tokio::sync::{watch, Notify};
@@ -150,16 +151,21 @@ where
 {
     let (store, writer) = reflector::store();
     let task = tokio::spawn(
-        reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects()
-            .for_each(move |e| {
-                match e {
-                    Ok(_) => changed.notify_one(),
-                    Err(e) => tracing::debug!(error = %e, "proxy watch"),
-                }
-                futures::future::ready(())
-            }),
+        // managedFields are never read here: not kept (most of a store's memory).
+        reflector(
+            writer,
+            watcher(api, watcher::Config::default())
+                .modify(|o: &mut K| o.managed_fields_mut().clear()),
+        )
+        .default_backoff()
+        .touched_objects()
+        .for_each(move |e| {
+            match e {
+                Ok(_) => changed.notify_one(),
+                Err(e) => tracing::debug!(error = %e, "proxy watch"),
+            }
+            futures::future::ready(())
+        }),
     );
     (store, task)
 }
