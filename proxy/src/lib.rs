@@ -26,9 +26,9 @@ use hostnet::{Ipv4Net, Net};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
-use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::ResourceExt;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
