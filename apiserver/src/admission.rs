@@ -447,7 +447,7 @@ async fn allocate_service(app: &App, obj: &mut Value, old: Option<&Value>) -> Ap
             }
         }
     }
-    let used = app
+    let mut used = app
         .used_service_allocations(&name, object::namespace(obj).unwrap_or(""))
         .await?;
     let spec = &mut obj["spec"];
@@ -462,11 +462,10 @@ async fn allocate_service(app: &App, obj: &mut Value, old: Option<&Value>) -> Ap
         let ip = spec["clusterIP"].as_str().unwrap_or("").to_string();
         if ip.is_empty() {
             // The cluster DNS address is the node-local DNS server's, never a service's.
-            let mut taken = used.ips.clone();
             if let std::net::IpAddr::V4(dns) = app.cfg.cluster_dns {
-                taken.insert(dns);
+                used.ips.insert(dns);
             }
-            let ip = app.cfg.service_cidr.allocate(&taken).ok_or_else(|| {
+            let ip = app.cfg.service_cidr.allocate(&used.ips).ok_or_else(|| {
                 ApiError::internal("failed to allocate a serviceIP: range is full")
             })?;
             spec["clusterIP"] = json!(ip.to_string());

@@ -131,16 +131,9 @@ impl Net {
 
     /// Adds, or replaces, `destination via gateway metric m` tagged with `proto`.
     pub async fn replace_route(&self, r: &Route, proto: u8) -> Result<(), Error> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(r.destination.network(), r.destination.prefix_len())
-            .protocol(RouteProtocol::from(proto))
-            .priority(r.metric);
-        if let Some(gw) = r.gateway {
-            b = b.gateway(gw);
-        }
         self.handle
             .route()
-            .add(b.build())
+            .add(route_message(r, proto))
             .replace()
             .execute()
             .await
@@ -149,14 +142,13 @@ impl Net {
 
     /// Removes a route (one that is already gone is no error).
     pub async fn delete_route(&self, r: &Route, proto: u8) -> Result<(), Error> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(r.destination.network(), r.destination.prefix_len())
-            .protocol(RouteProtocol::from(proto))
-            .priority(r.metric);
-        if let Some(gw) = r.gateway {
-            b = b.gateway(gw);
-        }
-        match self.handle.route().del(b.build()).execute().await {
+        match self
+            .handle
+            .route()
+            .del(route_message(r, proto))
+            .execute()
+            .await
+        {
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -ESRCH => Ok(()),
             r2 => r2.map_err(Error::from_netlink(format!("delete route {}", describe(r)))),
         }
@@ -312,6 +304,18 @@ pub fn enable_ipv4_forwarding() -> Result<(), Error> {
         what: format!("enable IPv4 forwarding ({PATH})"),
         source,
     })
+}
+
+/// The netlink message of `r` tagged with `proto`, for adding and deleting alike.
+fn route_message(r: &Route, proto: u8) -> netlink_packet_route::route::RouteMessage {
+    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(r.destination.network(), r.destination.prefix_len())
+        .protocol(RouteProtocol::from(proto))
+        .priority(r.metric);
+    if let Some(gw) = r.gateway {
+        b = b.gateway(gw);
+    }
+    b.build()
 }
 
 fn describe(r: &Route) -> String {

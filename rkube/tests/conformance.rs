@@ -9,14 +9,7 @@ use std::time::Duration;
 use conformance::{Namespaces, Options, Outcome, Summary};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
-use support::{wait_for_within, Agent, Cluster};
-
-fn ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
+use support::{node_ready, wait_for_within, Agent, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ported_conformance_suite_passes_on_two_nodes() {
@@ -30,7 +23,7 @@ async fn the_ported_conformance_suite_passes_on_two_nodes() {
             n,
             &format!("{n} Ready"),
             Duration::from_secs(120),
-            ready,
+            node_ready,
         )
         .await;
     }

@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use support::netns::Netns;
-use support::{get_ready, testserver_image, wait_for_within, Agent, AgentPlace, Cluster, Registry};
+use support::{
+    get_ready, node_ready, testserver_image, wait_for_within, Agent, AgentPlace, Cluster, Registry,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -25,13 +27,6 @@ fn pod_ip(p: &Pod) -> Option<String> {
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
     ready.then(|| s.pod_ip.clone()).flatten()
-}
-
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// A testserver `netexec` pod on `node`, Ready (its HTTP port answers); its IP.

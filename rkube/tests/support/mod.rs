@@ -588,6 +588,14 @@ pub fn run_rkube(args: &[&str], limit: Duration) -> (Option<std::process::ExitSt
     (status, reader.join().unwrap_or_default())
 }
 
+/// Whether the Node's Ready condition is True.
+pub fn node_ready(n: &k8s_openapi::api::core::v1::Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// How long [`wait_for`] waits.
 pub const WAIT: Duration = Duration::from_secs(90);
 
