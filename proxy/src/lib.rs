@@ -5,7 +5,8 @@
 //!
 //! - [`model`] (pure): the frontends to serve from Services and EndpointSlices.
 //! - [`balancer`] (pure): round-robin, fallbacks, `ClientIP` session affinity.
-//! - [`relay`]: the listeners and the relaying.
+//! - [`relay`]: the listeners and the relaying (TCP by `splice(2)` through pipes, see
+//!   `splice`, so the payload never enters the process).
 //! - [`dns`]: cluster DNS, node-local, from the same Services and EndpointSlices.
 //!
 //! The addresses it adds carry its label (`lo:rk<hash>`), so a restarted proxy removes
@@ -15,6 +16,7 @@ pub mod balancer;
 pub mod dns;
 pub mod model;
 pub mod relay;
+mod splice;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use crate::balancer::Balancer;
+use crate::splice;
 
-/// Each direction's buffer of a relayed TCP connection.
+/// Each direction's buffer of a relayed TCP connection when it cannot be spliced.
 const RELAY_BUFFER: usize = 64 * 1024;
 
 /// How long a connect to an endpoint may take before the next one is tried.
@@ -55,15 +56,23 @@ async fn relay_tcp(mut client: TcpStream, peer: SocketAddr, b: &Shared) -> std::
                 let _ = client.set_nodelay(true);
                 let _ = upstream.set_nodelay(true);
                 // Half-closes travel: EOF one way shuts down writing the other way.
-                // Larger buffers: a bulk transfer costs a few syscalls per 64 KiB
-                // (tokio's default 8 KiB made the relay syscall-bound), at 128 KiB per connection.
-                tokio::io::copy_bidirectional_with_sizes(
-                    &mut client,
-                    &mut upstream,
-                    RELAY_BUFFER,
-                    RELAY_BUFFER,
-                )
-                .await?;
+                match splice::Pipes::new() {
+                    Ok(pipes) => {
+                        splice::relay(client, upstream, pipes).await?;
+                    }
+                    // Out of descriptors for pipes: copy through user buffers. (64 KiB:
+                    // tokio's default 8 KiB makes a bulk transfer syscall-bound.)
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no pipes for splice, copying");
+                        tokio::io::copy_bidirectional_with_sizes(
+                            &mut client,
+                            &mut upstream,
+                            RELAY_BUFFER,
+                            RELAY_BUFFER,
+                        )
+                        .await?;
+                    }
+                }
                 return Ok(());
             }
             Ok(Err(e)) => {
