@@ -156,26 +156,19 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
     if rc.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let all: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
-    // Wait until the cache has seen what we did last time.
+    // Wait until the cache has seen what we did last time (looked up by name: a reconcile
+    // that waits costs as much as the pods it waits for, not as the namespace's pods).
     {
         let mut exp = ctx.expectations.lock().unwrap();
         if let Some(e) = exp.get_mut(&uid) {
-            // name -> still live (no deletionTimestamp), for the pods of the namespace.
-            let names: HashMap<&str, bool> = all
-                .iter()
-                .filter_map(|p| {
-                    let live = p.metadata.deletion_timestamp.is_none();
-                    p.metadata.name.as_deref().map(|n| (n, live))
-                })
-                .collect();
-            e.created.retain(|n| !names.contains_key(n.as_str()));
-            e.deleted.retain(|n| names.get(n.as_str()) == Some(&true));
+            // Whether the cache has the pod, and without a deletionTimestamp.
+            let live = |n: &str| {
+                ctx.pods
+                    .get(&ObjectRef::new(n).within(&ns))
+                    .map(|p| p.metadata.deletion_timestamp.is_none())
+            };
+            e.created.retain(|n| live(n).is_none());
+            e.deleted.retain(|n| live(n) == Some(true));
             let waiting = !(e.created.is_empty() && e.deleted.is_empty());
             if waiting && e.since.is_some_and(|s| s.elapsed() < EXPECTATION_TIMEOUT) {
                 return Ok(Action::requeue(Duration::from_millis(200)));
@@ -183,6 +176,12 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
             exp.remove(&uid);
         }
     }
+    let all: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .collect();
     // Adopt matching orphans, release owned pods that stopped matching.
     let mut owned: Vec<Arc<Pod>> = Vec::new();
     for p in &all {
