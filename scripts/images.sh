@@ -4,7 +4,8 @@
 #   $RKUBE_IMAGES_DIR/pause.tar    docker.io/rkube/pause:3.10      static scripts/pause.c
 #   $RKUBE_IMAGES_DIR/busybox.tar  docker.io/rkube/busybox:<M.m>   Debian's busybox-static
 #   $RKUBE_IMAGES_DIR/testserver.tar  docker.io/rkube/testserver:1.0  static testserver/ crate
-#                                  (agnhost's role: entrypoint /testserver, args netexec ...)
+#                                  (agnhost's role: entrypoint /agnhost, default args pause;
+#                                  busybox's applets beside it)
 # and $RKUBE_IMAGES_DIR/images.env with RKUBE_PAUSE_IMAGE / RKUBE_BUSYBOX_IMAGE /
 # RKUBE_TESTSERVER_IMAGE (the refs).
 # An image whose inputs (this script, pause.c, the busybox binary, testserver's sources)
@@ -111,9 +112,10 @@ else
 fi
 
 # --- testserver --------------------------------------------------------------------------
-# A std-only Rust binary linked statically (crt-static), alone in the image as agnhost is.
+# A std-only Rust binary linked statically (crt-static), beside a static busybox's
+# applets (agnhost's image is Alpine's: tests exec cat, sh, nc ... in it).
 root="$here/.."
-sum="$(inputs "$root/testserver/Cargo.toml" $(find "$root/testserver/src" -type f -name '*.rs' | sort))"
+sum="$(inputs "$BUSYBOX" "$root/testserver/Cargo.toml" $(find "$root/testserver/src" -type f -name '*.rs' | sort))"
 if ((force)) || [ ! -f "$OUT/testserver.tar" ] || [ "$(cat "$OUT/.testserver.inputs" 2>/dev/null)" != "$sum" ]; then
     echo "images: building $TESTSERVER_REF"
     command -v cargo >/dev/null || { echo "images: cargo is missing (rustup)" >&2; exit 1; }
@@ -130,8 +132,18 @@ if ((force)) || [ ! -f "$OUT/testserver.tar" ] || [ "$(cat "$OUT/.testserver.inp
     chmod 1777 "$rootfs/tmp"
     cp "$bin" "$rootfs/testserver"
     strip "$rootfs/testserver"
+    # As agnhost's image: /agnhost the entrypoint (default args: pause), /agnhost-2 a link
+    # to it (tests override the entrypoint with it and check argv[0]).
+    cp "$rootfs/testserver" "$rootfs/agnhost"
+    ln -s agnhost "$rootfs/agnhost-2"
+    mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc}
+    cp "$BUSYBOX" "$rootfs/bin/busybox"
+    "$BUSYBOX" --list-full | while read -r applet; do
+        [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
+    done
     build testserver "$TESTSERVER_REF" "$rootfs" \
-        --config.entrypoint /testserver --config.workingdir /
+        --config.entrypoint /agnhost --config.cmd pause --config.workingdir / \
+        --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin
     echo "$sum" >"$OUT/.testserver.inputs"
 else
     echo "images: $TESTSERVER_REF is up to date ($OUT/testserver.tar)"

@@ -153,6 +153,27 @@ pub fn tail_start(data: &[u8], n: u64) -> usize {
     0
 }
 
+/// Upstream's `MaxContainerTerminationMessageLogLines` and `...LogLength`.
+pub const TERMINATION_LOG_LINES: u64 = 80;
+pub const TERMINATION_LOG_BYTES: usize = 2048;
+
+/// A `FallbackToLogsOnError` termination message from a CRI log file's contents
+/// (upstream's `readLastStringFromContainerLogs`): the last 80 lines rendered as the
+/// logs endpoint renders them (a partial last line keeps no newline), of which the last
+/// 2048 bytes.
+pub fn last_string(data: &[u8]) -> String {
+    let data = &data[tail_start(data, TERMINATION_LOG_LINES)..];
+    let mut out = Vec::new();
+    let mut r = Renderer::new(Options::default());
+    let used = r.chunk(data, &mut out);
+    if used < data.len() {
+        // A last line without its newline (still being written).
+        r.line(&data[used..], &mut out);
+    }
+    let from = out.len().saturating_sub(TERMINATION_LOG_BYTES);
+    String::from_utf8_lossy(&out[from..]).into_owned()
+}
+
 /// Turns CRI log entries into what the client reads, within the options' limits.
 #[derive(Debug)]
 pub struct Renderer {
@@ -235,6 +256,28 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(r.chunk(data, &mut out), data.len());
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn termination_message_from_logs() {
+        // `echo -n DONE; false`: containerd writes the unterminated line as partial.
+        assert_eq!(last_string(b"2026-01-02T03:04:05Z stdout P DONE\n"), "DONE");
+        assert_eq!(
+            last_string(b"2026-01-02T03:04:05Z stdout F a\n2026-01-02T03:04:06Z stderr F b\n"),
+            "a\nb\n"
+        );
+        assert_eq!(last_string(b""), "");
+        // The last 80 lines, then the last 2048 bytes of them.
+        let many: String = (0..100)
+            .map(|i| format!("2026-01-02T03:04:05Z stdout F line{i}\n"))
+            .collect();
+        let got = last_string(many.as_bytes());
+        assert!(
+            got.starts_with("line20\n") && got.ends_with("line99\n"),
+            "{got}"
+        );
+        let long = format!("2026-01-02T03:04:05Z stdout F {}\n", "x".repeat(5000));
+        assert_eq!(last_string(long.as_bytes()).len(), TERMINATION_LOG_BYTES);
     }
 
     #[test]

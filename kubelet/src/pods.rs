@@ -13,6 +13,8 @@
 //!  Exited ──restartPolicy says no──▶ stays Exited (the pod may turn Succeeded/Failed)
 //!  Running ──postStart fails / liveness or startup probe fails──▶ stopped ──▶ Exited
 //!  any ──deletionTimestamp──▶ stopped (grace period) ──▶ sandbox removed ──▶ pod deleted
+//!  any ──activeDeadlineSeconds passed──▶ stopped (grace period), never started again
+//!        (the pod Failed, DeadlineExceeded)
 //! ```
 //!
 //! The sandbox comes first: a pod's containers are created only in a ready sandbox. A
@@ -392,6 +394,24 @@ struct PodWorker {
     hosts: Option<PathBuf>,
     /// The probes of each running container with probes.
     probes: HashMap<String, probes::Probes>,
+    /// Its activeDeadlineSeconds passed: containers stopped, the pod fails.
+    deadline_exceeded: bool,
+}
+
+/// Upstream's reason and message of a pod failed by its `activeDeadlineSeconds`.
+const DEADLINE_REASON: &str = "DeadlineExceeded";
+const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+
+/// Whether the pod has been active longer than its `activeDeadlineSeconds` (upstream's
+/// `activeDeadlineHandler`: counted from `status.startTime`).
+pub fn past_active_deadline(pod: &Pod, now: Timestamp) -> bool {
+    let Some(deadline) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) else {
+        return false;
+    };
+    let Some(start) = pod.status.as_ref().and_then(|s| s.start_time.as_ref()) else {
+        return false;
+    };
+    now.duration_since(start.0).as_secs() >= deadline
 }
 
 fn nanos_to_time(ns: i64) -> Option<Time> {
@@ -454,13 +474,82 @@ fn terminated_of(st: &cri::ContainerStatus) -> Terminated {
     } else {
         "Error".into()
     };
+    // As upstream: the runtime's message, then the container's own.
+    let mut message = st.message.clone();
+    let own = termination_message(st);
+    if !own.is_empty() {
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&own);
+    }
     Terminated {
         exit_code: st.exit_code,
         reason,
-        message: st.message.clone(),
+        message,
         started_at: nanos_to_time(st.started_at),
         finished_at: nanos_to_time(st.finished_at),
         container_id: format!("containerd://{}", st.id),
+    }
+}
+
+/// Upstream's `MaxContainerTerminationMessageLength`.
+const TERMINATION_MESSAGE_BYTES: u64 = 4096;
+
+/// The last `n` bytes of the file at `path`.
+fn read_tail(path: &str, n: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n)))?;
+    let mut out = Vec::new();
+    f.take(n).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// What an exited container says of its end (upstream's `getTerminationMessage` and
+/// `readLastStringFromContainerLogs`): the last 4 KiB of the file mounted at its
+/// terminationMessagePath; under `FallbackToLogsOnError`, when that is empty or missing
+/// and the container failed, the tail of its log.
+fn termination_message(st: &cri::ContainerStatus) -> String {
+    let annotation = |k: &str| st.annotations.get(k).map(String::as_str).unwrap_or("");
+    let path = annotation("io.kubernetes.container.terminationMessagePath");
+    let fallback = annotation("io.kubernetes.container.terminationMessagePolicy")
+        == "FallbackToLogsOnError"
+        && st.exit_code != 0
+        && st.reason != "ContainerCannotRun";
+    let mount = st
+        .mounts
+        .iter()
+        .find(|m| !path.is_empty() && m.container_path == path);
+    let (message, check_logs) = match mount {
+        None => (String::new(), fallback),
+        Some(m) => match read_tail(&m.host_path, TERMINATION_MESSAGE_BYTES) {
+            Ok(data) => (
+                String::from_utf8_lossy(&data).into_owned(),
+                fallback && data.is_empty(),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), fallback),
+            Err(e) => (
+                format!("Error on reading termination log {}: {e}", m.host_path),
+                false,
+            ),
+        },
+    };
+    if !check_logs {
+        return message;
+    }
+    // 80 lines of at most 2 KiB are in the last 256 KiB unless lines are longer, and
+    // then only the last 2 KiB of them are kept anyway.
+    match read_tail(&st.log_path, 256 << 10) {
+        Ok(mut data) => {
+            if data.len() == 256 << 10 {
+                let first = data.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+                data.drain(..first);
+            }
+            crate::logs::last_string(&data)
+        }
+        Err(e) => format!("Error on reading termination message from logs: {e}"),
     }
 }
 
@@ -507,6 +596,7 @@ impl PodWorker {
             volumes_next: None,
             hosts: None,
             probes: HashMap::new(),
+            deadline_exceeded: false,
         }
     }
 
@@ -615,6 +705,26 @@ impl PodWorker {
             return None;
         }
         self.refresh().await;
+        if !self.deadline_exceeded && past_active_deadline(pod, Timestamp::now()) {
+            self.deadline_exceeded = true;
+            self.kill_for_deadline(pod).await;
+            self.refresh().await;
+        }
+        if self.deadline_exceeded {
+            // Nothing starts again: the pod reports Failed, then finishes.
+            let newer = self.report(pod).await;
+            let failed = newer
+                .as_ref()
+                .unwrap_or(pod)
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                == Some("Failed");
+            if failed {
+                self.finish(pod).await;
+            }
+            return newer;
+        }
         if self.ensure_sandbox(pod).await && self.ensure_volumes(pod).await {
             let spec = pod.spec.clone().unwrap_or_default();
             let mut initialized = true;
@@ -793,6 +903,34 @@ impl PodWorker {
                         tracing::warn!(pod = %desc, error = %e, "cannot stop a container that failed its probe");
                     }
                 });
+            }
+        }
+    }
+
+    /// The pod outlived its activeDeadlineSeconds (upstream's `killPod` of an evicted
+    /// pod): the event, then every container stopped within the grace period.
+    async fn kill_for_deadline(&mut self, pod: &Pod) {
+        let ctx = self.ctx.clone();
+        ctx.recorder
+            .pod(pod, None, NORMAL, DEADLINE_REASON, DEADLINE_MESSAGE)
+            .await;
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(MIN_GRACE_SECONDS);
+        let running: Vec<String> = self
+            .slots
+            .values()
+            .filter_map(|s| s.current.as_ref())
+            .filter(|c| !matches!(c.run, Run::Exited(_)))
+            .map(|c| c.id.clone())
+            .collect();
+        let stops = running.iter().map(|id| ctx.cri.stop_container(id, grace));
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
+                tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot stop a container past the pod's active deadline");
             }
         }
     }
@@ -1021,7 +1159,17 @@ impl PodWorker {
             c,
             self.volumes.as_ref().unwrap_or(&no_volumes),
             self.hosts.as_deref(),
-        );
+        )
+        .map(|mut m| {
+            let pod_dir = spec::pod_log_dir(&ctx.node.agent_dir, pod);
+            match volumes::termination_log(&pod_dir, c) {
+                Ok(t) => m.extend(t),
+                Err(e) => {
+                    tracing::warn!(pod = %spec::pod_desc(pod), container = %c.name, error = %e, "cannot create the termination-log file")
+                }
+            }
+            m
+        });
         let slot = self.slots.entry(c.name.clone()).or_default();
         let attempt = slot
             .current
@@ -1283,16 +1431,13 @@ impl PodWorker {
     /// What the worker knows of the pod, for its status.
     fn view(&self, pod: &Pod) -> PodView {
         let spec = pod.spec.clone().unwrap_or_default();
-        let initialized = spec.init_containers.iter().flatten().all(|c| {
-            self.slots
-                .get(&c.name)
-                .and_then(|s| s.current.as_ref())
-                .is_some_and(|cur| matches!(&cur.run, Run::Exited(t) if t.exit_code == 0))
-        });
+        let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
         let one = |c: &Container, init: bool| -> ContainerView {
             let slot = self.slots.get(&c.name).cloned().unwrap_or_default();
             let spec_image = c.image.clone().unwrap_or_default();
-            let default_wait = if !init && !initialized {
+            // upstream's defaultWaitingState: PodInitializing for every container of a
+            // pod with init containers.
+            let default_wait = if has_init {
                 "PodInitializing"
             } else {
                 "ContainerCreating"
@@ -1369,7 +1514,13 @@ impl PodWorker {
     async fn report(&mut self, pod: &Pod) -> Option<Pod> {
         let view = self.view(pod);
         let now = Time(Timestamp::now());
-        let desired = status::pod_status(pod, &view, &self.ctx.host_ip, spec::qos_class(pod), &now);
+        let mut desired =
+            status::pod_status(pod, &view, &self.ctx.host_ip, spec::qos_class(pod), &now);
+        if self.deadline_exceeded {
+            desired.phase = Some("Failed".into());
+            desired.reason = Some(DEADLINE_REASON.into());
+            desired.message = Some(DEADLINE_MESSAGE.into());
+        }
         if status::status_current(pod.status.as_ref(), &desired) {
             return None;
         }
@@ -1579,6 +1730,22 @@ mod tests {
             Some(t0 + Duration::from_secs(300))
         );
         assert_eq!(b.retry_at(t0, t0 + Duration::from_secs(301)), None);
+    }
+
+    #[test]
+    fn active_deadline() {
+        let pod = |deadline: Option<i64>, start: Option<i64>| {
+            serde_json::from_value::<Pod>(serde_json::json!({
+                "spec": {"containers": [], "activeDeadlineSeconds": deadline},
+                "status": {"startTime": start.map(|s| Timestamp::from_second(s).unwrap().to_string())},
+            }))
+            .unwrap()
+        };
+        let at = |s| Timestamp::from_second(s).unwrap();
+        assert!(!past_active_deadline(&pod(None, Some(100)), at(10_000)));
+        assert!(!past_active_deadline(&pod(Some(5), None), at(10_000)));
+        assert!(!past_active_deadline(&pod(Some(5), Some(100)), at(104)));
+        assert!(past_active_deadline(&pod(Some(5), Some(100)), at(105)));
     }
 
     #[test]

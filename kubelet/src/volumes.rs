@@ -611,6 +611,44 @@ pub fn mounts(
     Ok(out)
 }
 
+/// The file a container may leave its termination message in, mounted at its
+/// `terminationMessagePath` (upstream's `makeMounts`): a new empty file of mode 0666 per
+/// container instance, `<pod-dir>/containers/<name>/<8 hex digits>`; none without a path.
+pub fn termination_log(pod_dir: &Path, c: &Container) -> io::Result<Option<cri::Mount>> {
+    let Some(to) = c
+        .termination_message_path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(None);
+    };
+    let dir = pod_dir.join("containers").join(&c.name);
+    std::fs::create_dir_all(&dir)?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+        .unwrap_or(0);
+    let mut n = seed;
+    let file = loop {
+        let f = dir.join(format!("{n:08x}"));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&f)
+        {
+            Ok(_) => break f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n = n.wrapping_add(1),
+            Err(e) => return Err(e),
+        }
+    };
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))?;
+    Ok(Some(cri::Mount {
+        container_path: to.to_string(),
+        host_path: file.display().to_string(),
+        ..Default::default()
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,6 +658,26 @@ mod tests {
             .iter()
             .map(|(p, v, m)| (p.to_string(), (v.as_bytes().to_vec(), *m)))
             .collect()
+    }
+
+    #[test]
+    fn termination_log_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = Container {
+            name: "app".into(),
+            termination_message_path: Some("/dev/termination-custom-log".into()),
+            ..Default::default()
+        };
+        let a = termination_log(tmp.path(), &c).unwrap().unwrap();
+        let b = termination_log(tmp.path(), &c).unwrap().unwrap();
+        assert_eq!(a.container_path, "/dev/termination-custom-log");
+        assert_ne!(a.host_path, b.host_path, "one file per container instance");
+        let host = Path::new(&a.host_path);
+        assert_eq!(host.parent().unwrap(), tmp.path().join("containers/app"));
+        let meta = std::fs::metadata(host).unwrap();
+        assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o666));
+        c.termination_message_path = None;
+        assert!(termination_log(tmp.path(), &c).unwrap().is_none());
     }
 
     #[test]

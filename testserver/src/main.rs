@@ -6,7 +6,16 @@
 //!   `/echo?msg=`, `/clientip`, `/exit?code=N`, `/healthz`, `/header?key=`; UDP answers
 //!   `hostname`, `echo X`, `clientip`.
 //! - `serve-hostname [--port 9376] [--http] [--tcp] [--udp] [--close]`: the hostname.
-//! - `pause`: sleeps until SIGINT or SIGTERM, then exits 0.
+//! - `pause`: prints `Paused`, sleeps until SIGINT or SIGTERM, then exits 0.
+//! - `entrypoint-tester`: prints its whole argv as Go prints a slice (`[/agnhost a b]`).
+//! - `etc-hosts`: prints `/etc/hosts`.
+//! - `mounttest [--new_file_0644|0666|0660|0777 P] [--file_mode P] [--file_perm P]
+//!   [--file_owner P] [--file_content P] [--file_content_in_loop P --retry_time 180
+//!   --break_on_expected_content true]`: agnhost's, in its order and words (no
+//!   `--fs_type`).
+//!
+//! The image, as agnhost's: `/agnhost` (entrypoint, default args `pause`), `/agnhost-2`
+//! (for tests that override the entrypoint) and `/testserver`, all this binary.
 //!
 //! Std and threads only (one thread per connection): it must build fully static.
 
@@ -21,6 +30,12 @@ fn main() {
     let Some((cmd, rest)) = args.split_first() else {
         usage()
     };
+    if cmd == "entrypoint-tester" {
+        // Before flag parsing: its arguments are anything.
+        let argv: Vec<String> = std::env::args().collect();
+        println!("[{}]", argv.join(" "));
+        exit(0)
+    }
     exit_on_signals();
     let flags = match Flags::parse(rest) {
         Ok(f) => f,
@@ -33,6 +48,8 @@ fn main() {
         "netexec" => netexec(&flags),
         "serve-hostname" => serve_hostname(&flags),
         "pause" => pause(),
+        "etc-hosts" => etc_hosts(),
+        "mounttest" => mounttest(&flags),
         _ => usage(),
     };
     if let Err(e) = r {
@@ -42,7 +59,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: testserver netexec|serve-hostname|pause [flags]");
+    eprintln!("usage: testserver netexec|serve-hostname|pause|entrypoint-tester|etc-hosts [flags]");
     exit(2)
 }
 
@@ -104,9 +121,152 @@ fn exit_on_signals() {
 }
 
 fn pause() -> Result<(), String> {
+    println!("Paused");
     loop {
         std::thread::park();
     }
+}
+
+/// Go's `os.FileMode.String()`: the type letters (`dalTLDpSugct?`), `-` when none, then
+/// `rwxrwxrwx` with `-` for unset bits.
+fn go_file_mode(meta: &std::fs::Metadata, perm_only: bool) -> String {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mode = meta.permissions().mode();
+    let ft = meta.file_type();
+    let mut s = String::new();
+    if !perm_only {
+        for (set, c) in [
+            (ft.is_dir(), 'd'),
+            (ft.is_symlink(), 'L'),
+            (ft.is_block_device() || ft.is_char_device(), 'D'),
+            (ft.is_fifo(), 'p'),
+            (ft.is_socket(), 'S'),
+            (mode & 0o4000 != 0, 'u'),
+            (mode & 0o2000 != 0, 'g'),
+            (ft.is_char_device(), 'c'),
+            (mode & 0o1000 != 0, 't'),
+        ] {
+            if set {
+                s.push(c);
+            }
+        }
+    }
+    if s.is_empty() {
+        s.push('-');
+    }
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    s
+}
+
+/// agnhost's `mounttest`: each given check in agnhost's order, exit 1 if any failed.
+fn mounttest(flags: &Flags) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const INITIAL: &str = "mount-tester new file\n";
+    let path = |k: &str| flags.0.get(k).filter(|p| !p.is_empty()).cloned();
+    let mut failed = false;
+    let read = |p: &str| match std::fs::read(p) {
+        Ok(b) => {
+            println!("content of file {p:?}: {}", String::from_utf8_lossy(&b));
+            true
+        }
+        Err(e) => {
+            println!("error reading file content for {p:?}: {e}");
+            false
+        }
+    };
+    for (flag, perm) in [
+        ("new_file_0644", 0o644),
+        ("new_file_0666", 0o666),
+        ("new_file_0660", 0o660),
+        ("new_file_0777", 0o777),
+    ] {
+        if let Some(p) = path(flag) {
+            let w = std::fs::write(&p, INITIAL)
+                .and_then(|_| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(perm)));
+            match w {
+                Ok(()) => failed |= !read(&p),
+                Err(e) => {
+                    println!("error writing new file {p:?}: {e}");
+                    failed = true
+                }
+            }
+        }
+    }
+    for (flag, what) in [("file_mode", "mode"), ("file_perm", "perms")] {
+        if let Some(p) = path(flag) {
+            match std::fs::metadata(&p) {
+                Ok(m) => println!(
+                    "{what} of file {p:?}: {}",
+                    go_file_mode(&m, flag == "file_perm")
+                ),
+                Err(e) => {
+                    println!("error reading file {what} for {p:?}: {e}");
+                    failed = true
+                }
+            }
+        }
+    }
+    if let Some(p) = path("file_owner") {
+        match std::fs::metadata(&p) {
+            Ok(m) => {
+                println!("owner UID of {p:?}: {}", m.uid());
+                println!("owner GID of {p:?}: {}", m.gid());
+            }
+            Err(e) => {
+                println!("error getting owner for {p:?}: {e}");
+                failed = true
+            }
+        }
+    }
+    if let Some(p) = path("file_content") {
+        failed |= !read(&p);
+    }
+    if let Some(p) = path("file_content_in_loop") {
+        let retry = flags
+            .0
+            .get("retry_time")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(180);
+        let break_on = flags.bool("break_on_expected_content", true);
+        let start = std::time::Instant::now();
+        let mut ok = false;
+        while start.elapsed() < Duration::from_secs(retry) {
+            match std::fs::read(&p) {
+                Err(e) => {
+                    println!("Error reading file {p}: {e}, retrying");
+                    ok = false;
+                }
+                Ok(b) => {
+                    ok = true;
+                    let text = String::from_utf8_lossy(&b);
+                    println!("content of file {p:?}: {text}");
+                    if break_on {
+                        if text != INITIAL {
+                            print!("Unexpected content. Expected: {INITIAL}. Retrying");
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        failed |= !ok;
+    }
+    if failed {
+        exit(1)
+    }
+    Ok(())
+}
+
+/// agnhost's `etc-hosts`: the file and a newline (Go's `Println`).
+fn etc_hosts() -> Result<(), String> {
+    let hosts =
+        std::fs::read_to_string("/etc/hosts").map_err(|e| format!("read /etc/hosts: {e}"))?;
+    println!("{hosts}");
+    Ok(())
 }
 
 fn hostname() -> String {
