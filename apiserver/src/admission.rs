@@ -355,8 +355,107 @@ pub async fn admit_create(app: &App, res: &Resource, obj: &mut Value) -> ApiResu
     }
     if res.plural == "pods" {
         service_account_exists(app, obj).await?;
+        service_account_token(app, obj).await?;
     }
     Ok(())
+}
+
+/// Where the ServiceAccount admission plugin mounts the API credentials.
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount admission plugin's token volume: unless the pod (or, when the pod
+/// says nothing, its service account) opts out, a `kube-api-access-<random>` projected
+/// volume (token, `kube-root-ca.crt`, namespace) mounted read-only at
+/// [`TOKEN_MOUNT_PATH`] in every container. Mirror pods are left alone.
+async fn service_account_token(app: &App, pod: &mut Value) -> ApiResult<()> {
+    if pod["metadata"]["annotations"]
+        .get("kubernetes.io/config.mirror")
+        .is_some()
+    {
+        return Ok(());
+    }
+    let automount = match pod["spec"]["automountServiceAccountToken"].as_bool() {
+        Some(a) => a,
+        None => {
+            let sa = pod["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default");
+            let ns = object::namespace(pod).unwrap_or("default");
+            let stored = app
+                .store
+                .get(&format!("/registry/serviceaccounts/{ns}/{sa}"))
+                .await?;
+            // A missing `default` account (see above) is the default: mount.
+            stored
+                .and_then(|kv| {
+                    object::decode_stored(&kv.value, kv.mod_revision)
+                        ["automountServiceAccountToken"]
+                        .as_bool()
+                })
+                .unwrap_or(true)
+        }
+    };
+    if automount {
+        mount_token_volume(&mut pod["spec"]);
+    }
+    Ok(())
+}
+
+/// Adds the token volume and its mounts to a pod spec, as upstream's
+/// `mountServiceAccountToken`: an existing `kube-api-access-*` volume is reused, a
+/// container that already mounts something at the path keeps it.
+pub fn mount_token_volume(spec: &mut Value) {
+    let volumes: Vec<String> = spec["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str().map(str::to_string))
+        .collect();
+    let existing = volumes
+        .iter()
+        .find(|n| n.starts_with("kube-api-access-"))
+        .cloned();
+    let name = existing.clone().unwrap_or_else(|| loop {
+        let n = object::generate_name("kube-api-access-");
+        if !volumes.contains(&n) {
+            break n;
+        }
+    });
+    let mut needed = false;
+    for kind in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(kind).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in containers {
+            let mounts = c
+                .as_object_mut()
+                .map(|c| c.entry("volumeMounts").or_insert_with(|| json!([])));
+            let Some(mounts) = mounts.and_then(Value::as_array_mut) else {
+                continue;
+            };
+            if mounts.iter().any(|m| m["mountPath"] == TOKEN_MOUNT_PATH) {
+                continue;
+            }
+            mounts.push(json!({"name": name, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH}));
+            needed = true;
+        }
+    }
+    if needed && existing.is_none() {
+        let volume = json!({"name": name, "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt",
+                               "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        }});
+        match spec.get_mut("volumes").and_then(Value::as_array_mut) {
+            Some(vs) => vs.push(volume),
+            None => spec["volumes"] = json!([volume]),
+        }
+    }
 }
 
 /// The ServiceAccount admission plugin's check: a pod's service account must exist, else
@@ -713,5 +812,50 @@ impl Cidr {
         (0..usable)
             .map(|i| self.nth(1 + (start + i) % usable))
             .find(|ip| !used.contains(ip) && *ip != self.nth(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_volume_is_mounted_in_every_container_once() {
+        let mut spec = json!({
+            "initContainers": [{"name": "i", "image": "busybox"}],
+            "containers": [
+                {"name": "a", "image": "busybox"},
+                {"name": "b", "image": "busybox",
+                 "volumeMounts": [{"name": "own", "mountPath": TOKEN_MOUNT_PATH}]},
+            ],
+            "volumes": [{"name": "own", "emptyDir": {}}],
+        });
+        mount_token_volume(&mut spec);
+        let vols = spec["volumes"].as_array().unwrap();
+        assert_eq!(vols.len(), 2);
+        let name = vols[1]["name"].as_str().unwrap().to_string();
+        assert!(
+            name.starts_with("kube-api-access-") && name.len() == 21,
+            "{name}"
+        );
+        assert_eq!(
+            vols[1]["projected"]["sources"][1]["configMap"]["name"],
+            "kube-root-ca.crt"
+        );
+        let mount = json!({"name": name, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH});
+        assert_eq!(spec["initContainers"][0]["volumeMounts"], json!([mount]));
+        assert_eq!(spec["containers"][0]["volumeMounts"], json!([mount]));
+        // A container mounting its own volume there keeps it.
+        assert_eq!(
+            spec["containers"][1]["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        // Again: nothing changes (the volume is found by its prefix).
+        let before = spec.clone();
+        mount_token_volume(&mut spec);
+        assert_eq!(spec, before);
     }
 }

@@ -1310,13 +1310,30 @@ impl App {
                 sub: None,
                 watch_path: false,
             };
-            match self
-                .delete_one(&target, &name, obj.clone(), kv.mod_revision, &opts, dry_run)
-                .await
-            {
-                Ok(_) => deleted.push(obj),
-                Err(e) if e.code == 404 || e.code == 409 => {}
-                Err(e) => return Err(e),
+            // As a single delete: an item written again since the list (a controller
+            // updating its status) is deleted at its new revision, not left behind.
+            let (mut cur, mut rev) = (obj, kv.mod_revision);
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self
+                    .delete_one(&target, &name, cur.clone(), rev, &opts, dry_run)
+                    .await
+                {
+                    Ok(_) => {
+                        deleted.push(cur);
+                        break;
+                    }
+                    Err(e) if e.code == 409 && e.reason == "Conflict" && attempt < 10 => {
+                        match self.get_object(&target, &name).await {
+                            Ok((now, now_rev)) => (cur, rev) = (now, now_rev),
+                            Err(e) if e.code == 404 => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Err(e) if e.code == 404 || e.code == 409 => break,
+                    Err(e) => return Err(e),
+                }
             }
         }
         let rv = self.store.current_revision().await?;

@@ -34,6 +34,40 @@ struct Ctx {
 }
 
 pub async fn run(client: Client, pod_store: Store<Pod>) -> anyhow::Result<()> {
+    tokio::select! {
+        r = reconcile_all(client.clone(), pod_store) => r,
+        r = delete_endpoints_of_deleted_services(client) => r,
+    }
+}
+
+/// As upstream's endpoints controller: a Service's Endpoints go when the Service does
+/// (its EndpointSlices are owned by it and go through the garbage collector).
+async fn delete_endpoints_of_deleted_services(client: Client) -> anyhow::Result<()> {
+    use kube::runtime::WatchStreamExt;
+    let mut events = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
+    while let Some(ev) = events.next().await {
+        let Ok(watcher::Event::Delete(svc)) = ev else {
+            continue;
+        };
+        let api: Api<Endpoints> =
+            Api::namespaced(client.clone(), &svc.namespace().unwrap_or_default());
+        match api.delete(&svc.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(error = %e, service = %svc.name_any(), "deleting the Endpoints of a deleted Service")
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn reconcile_all(client: Client, pod_store: Store<Pod>) -> anyhow::Result<()> {
     let pods_api: Api<Pod> = Api::all(client.clone());
     pod_store.wait_until_ready().await?;
     let controller = Controller::new(
@@ -144,15 +178,19 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         if ip.is_empty() || terminal {
             continue;
         }
-        let resolved: Option<Vec<ResolvedPort>> = ports
+        // As upstream: a port the pod does not resolve is left out for that pod (a pod
+        // resolving none of the service's ports is no endpoint).
+        let key: Vec<ResolvedPort> = ports
             .iter()
-            .map(|p| {
+            .filter_map(|p| {
                 let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
                 resolve_port(&pod, p.target_port.as_ref(), p.port, &proto)
                     .map(|n| (p.name.clone(), n, proto))
             })
             .collect();
-        let Some(key) = resolved else { continue };
+        if key.is_empty() && !ports.is_empty() {
+            continue;
+        }
         let g = groups.entry(key).or_default();
         let ready = crate::pod_ready(&pod) && pod.metadata.deletion_timestamp.is_none();
         if ready || publish_not_ready {

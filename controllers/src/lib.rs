@@ -6,6 +6,8 @@
 //! - [`replication`]: ReplicationControllers keep their replicas.
 //! - [`endpoints`]: Endpoints and EndpointSlices follow Service selectors and pod readiness.
 //! - [`nodes`]: node lifecycle (unreachable taints, NoExecute eviction), node IPAM, pod GC.
+//! - [`mirroring`]: EndpointSlices mirroring the Endpoints of Services without a selector.
+//! - [`rootca`]: every namespace's `kube-root-ca.crt` ConfigMap (the cluster CA).
 //! - [`gc`]: objects whose owners are gone go too; orphan and foreground deletion.
 //! - [`leader`]: Lease-based leader election; only the leader's controllers act.
 
@@ -13,9 +15,11 @@ pub mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod leader;
+pub mod mirroring;
 pub mod namespace;
 pub mod nodes;
 pub mod replication;
+pub mod rootca;
 
 use std::time::Duration;
 
@@ -24,32 +28,40 @@ pub const LEASE: &str = "kube-controller-manager";
 
 /// Runs every controller, while this process holds the controllers' lease, until
 /// `shutdown` fires; returns the first fatal error. `identity` names this process in the
-/// lease (unique per server).
+/// lease (unique per server). `root_ca` is the cluster CA (PEM) published to every
+/// namespace.
 pub async fn run(
     client: kube::Client,
     identity: &str,
     timings: leader::Timings,
     nodes: nodes::NodeConfig,
+    root_ca: String,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let elector = leader::Elector::new(client.clone(), LEASE, identity, timings);
     tokio::select! {
-        r = elector.run(|| all(client.clone(), nodes.clone())) => r,
+        r = elector.run(|| all(client.clone(), nodes.clone(), root_ca.clone())) => r,
         _ = shutdown.changed() => Ok(()),
     }
 }
 
 /// Every controller; the first to end ends them all. The controllers that read pods share
 /// one watch-fed cache of them (as upstream's shared informers), the largest thing they hold.
-async fn all(client: kube::Client, node_cfg: nodes::NodeConfig) -> anyhow::Result<()> {
+async fn all(
+    client: kube::Client,
+    node_cfg: nodes::NodeConfig,
+    root_ca: String,
+) -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::Pod;
     let (pods, _feed) = cache(kube::Api::<Pod>::all(client.clone()));
     tokio::select! {
         r = nodes::run(client.clone(), node_cfg, pods.clone()) => r,
         r = namespace::run(client.clone()) => r,
+        r = rootca::run(client.clone(), root_ca) => r,
         r = replication::run(client.clone(), pods.clone()) => r,
         r = gc::run(client.clone()) => r,
         r = endpoints::run(client.clone(), pods) => r,
+        r = mirroring::run(client.clone()) => r,
     }
 }
 

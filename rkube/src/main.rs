@@ -342,6 +342,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
         cluster_cidr: args.cluster_cidr.clone(),
     };
+    let root_ca = client_ca_pem.clone();
     let mut agent = if args.disable_agent {
         None
     } else {
@@ -356,7 +357,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         )))
     };
     let controllers = tokio::spawn(async move {
-        controllers::run(client, &identity, Default::default(), node_cfg, rx).await
+        controllers::run(client, &identity, Default::default(), node_cfg, root_ca, rx).await
     });
     let agent_ended = async {
         match agent.as_mut() {
