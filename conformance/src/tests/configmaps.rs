@@ -1,18 +1,24 @@
 //! ConfigMaps: upstream's test/e2e/common/node/configmap.go and
-//! test/e2e/common/storage/configmap_volume.go (the API-only ones so far).
+//! test/e2e/common/storage/configmap_volume.go (its API-only ones so far).
 
 use anyhow::{ensure, Context};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::{expect_invalid, test, uuid};
+use super::{busybox_image, e2epod, expect_invalid, test, uuid};
 use crate::{Ctx, Test};
 
 const AREA: &str = "ConfigMaps";
 
 pub fn tests() -> Vec<Test> {
     vec![
+        test!(
+            AREA,
+            "ConfigMap, from environment field",
+            "[sig-node] ConfigMap should be consumable via environment variable [NodeConformance] [Conformance]",
+            env_field
+        ),
         test!(
             AREA,
             "ConfigMap, with empty-key",
@@ -36,6 +42,43 @@ pub fn tests() -> Vec<Test> {
 
 fn cm(v: serde_json::Value) -> anyhow::Result<ConfigMap> {
     Ok(serde_json::from_value(v)?)
+}
+
+/// Upstream's `newConfigMap`: data-1..3 = value-1..3.
+async fn create_test_config_map(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.ns)
+        .create(
+            &PostParams::default(),
+            &cm(json!({"metadata": {"name": name},
+                       "data": {"data-1": "value-1", "data-2": "value-2", "data-3": "value-3"}}))?,
+        )
+        .await
+        .with_context(|| format!("unable to create test configMap {name}"))?;
+    Ok(())
+}
+
+/// A ConfigMap value is an environment variable (configMapKeyRef).
+async fn env_field(ctx: Ctx) -> anyhow::Result<()> {
+    let name = format!("configmap-test-{}", uuid());
+    create_test_config_map(&ctx, &name).await?;
+    let pod = e2epod::pod(json!({
+        "metadata": {"name": format!("pod-configmaps-{}", uuid())},
+        "spec": {
+            "containers": [{
+                "name": "env-test", "image": busybox_image(), "command": ["sh", "-c", "env"],
+                "env": [{"name": "CONFIG_DATA_1", "valueFrom": {"configMapKeyRef": {"name": name, "key": "data-1"}}}],
+            }],
+            "restartPolicy": "Never",
+        },
+    }))?;
+    e2epod::test_container_output(
+        &ctx,
+        "consume configMaps",
+        pod,
+        0,
+        &["CONFIG_DATA_1=value-1"],
+    )
+    .await
 }
 
 /// Creating a ConfigMap with an empty key MUST fail.

@@ -2,8 +2,21 @@
 //! conformance.yaml has it. Shared assertions live here.
 
 mod configmaps;
+mod container_runtime;
+mod downward_api;
+mod e2epod;
+mod endpointslices;
+mod events;
+mod init_containers;
+mod kubelet;
 mod namespaces;
+mod nodes;
+mod pods;
+mod replication_controller;
 mod secrets;
+mod serviceaccounts;
+mod services;
+mod watchers;
 
 use anyhow::{bail, Context};
 
@@ -27,6 +40,18 @@ pub fn all() -> Vec<Test> {
     all.extend(configmaps::tests());
     all.extend(secrets::tests());
     all.extend(namespaces::tests());
+    all.extend(container_runtime::tests());
+    all.extend(kubelet::tests());
+    all.extend(downward_api::tests());
+    all.extend(pods::tests());
+    all.extend(replication_controller::tests());
+    all.extend(init_containers::tests());
+    all.extend(watchers::tests());
+    all.extend(events::tests());
+    all.extend(serviceaccounts::tests());
+    all.extend(endpointslices::tests());
+    all.extend(services::tests());
+    all.extend(nodes::tests());
     all
 }
 
@@ -76,4 +101,32 @@ pub fn newer_resource_version(older: Option<&str>, newer: Option<&str>) -> anyho
 /// A fresh lower-case uuid, as upstream's `uuid.NewUUID()`.
 pub fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// The image upstream's tests call `BusyBoxImage` (`registry.k8s.io/e2e-test-images/busybox`):
+/// `CONFORMANCE_BUSYBOX_IMAGE`, else rkube's (scripts/images.sh; docker.io/rkube/* is
+/// what a cluster's docker.io mirror serves, as `make test`'s does).
+pub fn busybox_image() -> String {
+    std::env::var("CONFORMANCE_BUSYBOX_IMAGE")
+        .unwrap_or_else(|_| "docker.io/rkube/busybox:1.35".into())
+}
+
+/// The image upstream's tests call agnhost (`registry.k8s.io/e2e-test-images/agnhost`):
+/// `CONFORMANCE_AGNHOST_IMAGE`, else rkube's testserver, which has agnhost's subcommands,
+/// flags and layout (`/agnhost` the entrypoint, default args `pause`).
+pub fn agnhost_image() -> String {
+    std::env::var("CONFORMANCE_AGNHOST_IMAGE")
+        .unwrap_or_else(|_| "docker.io/rkube/testserver:1.0".into())
+}
+
+/// The pause image (upstream's `imageutils.GetPauseImageName()`): `CONFORMANCE_PAUSE_IMAGE`,
+/// else rkube's.
+pub fn pause_image() -> String {
+    std::env::var("CONFORMANCE_PAUSE_IMAGE").unwrap_or_else(|_| "docker.io/rkube/pause:3.10".into())
+}
+
+/// Where upstream uses httpd only as a second long-running image to switch a container
+/// to: `CONFORMANCE_HTTPD_IMAGE`, else the pause image (rkube's registry has no httpd).
+pub fn httpd_image() -> String {
+    std::env::var("CONFORMANCE_HTTPD_IMAGE").unwrap_or_else(|_| pause_image())
 }

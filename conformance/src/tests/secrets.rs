@@ -7,13 +7,19 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::{expect_invalid, test, uuid};
+use super::{busybox_image, e2epod, expect_invalid, test, uuid};
 use crate::{Ctx, Test};
 
 const AREA: &str = "Secrets";
 
 pub fn tests() -> Vec<Test> {
     vec![
+        test!(
+            AREA,
+            "Secrets, pod environment field",
+            "[sig-node] Secrets should be consumable from pods in env vars [NodeConformance] [Conformance]",
+            env_field
+        ),
         test!(
             AREA,
             "Secrets, with empty-key",
@@ -37,6 +43,37 @@ pub fn tests() -> Vec<Test> {
 
 fn secret(v: serde_json::Value) -> anyhow::Result<Secret> {
     Ok(serde_json::from_value(v)?)
+}
+
+/// Upstream's `secretForTest`: data-1..3 = "value-1\n".."value-3\n".
+async fn create_test_secret(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    // base64 of "value-1\n", "value-2\n", "value-3\n"
+    Api::<Secret>::namespaced(ctx.client.clone(), &ctx.ns)
+        .create(
+            &PostParams::default(),
+            &secret(json!({"metadata": {"name": name},
+                           "data": {"data-1": "dmFsdWUtMQo=", "data-2": "dmFsdWUtMgo=", "data-3": "dmFsdWUtMwo="}}))?,
+        )
+        .await
+        .with_context(|| format!("unable to create test secret {name}"))?;
+    Ok(())
+}
+
+/// A Secret value is an environment variable (secretKeyRef).
+async fn env_field(ctx: Ctx) -> anyhow::Result<()> {
+    let name = format!("secret-test-{}", uuid());
+    create_test_secret(&ctx, &name).await?;
+    let pod = e2epod::pod(json!({
+        "metadata": {"name": format!("pod-secrets-{}", uuid())},
+        "spec": {
+            "containers": [{
+                "name": "secret-env-test", "image": busybox_image(), "command": ["sh", "-c", "env"],
+                "env": [{"name": "SECRET_DATA", "valueFrom": {"secretKeyRef": {"name": name, "key": "data-1"}}}],
+            }],
+            "restartPolicy": "Never",
+        },
+    }))?;
+    e2epod::test_container_output(&ctx, "consume secrets", pod, 0, &["SECRET_DATA=value-1"]).await
 }
 
 /// Creating a Secret with an empty key MUST fail.

@@ -134,8 +134,13 @@ impl Cluster {
 
     /// The port of the kubelet's endpoint (agent clusters).
     pub fn kubelet_port(&self) -> Option<u16> {
-        let i = self.extra.iter().position(|a| a == "--kubelet-port")?;
-        self.extra.get(i + 1)?.parse().ok()
+        self.flag("--kubelet-port")?.parse().ok()
+    }
+
+    /// The value the server was started with for `name`, if any.
+    pub fn flag(&self, name: &str) -> Option<&str> {
+        let i = self.extra.iter().position(|a| a == name)?;
+        self.extra.get(i + 1).map(String::as_str)
     }
 
     /// The server's process id.
@@ -499,6 +504,15 @@ impl Agent {
             .args(["--kubelet-port", &port.to_string()])
             .arg("--private-registry")
             .arg(&yaml)
+            // The cluster's DNS address, as k3s agents take it from their server: pods
+            // on this node must ask the same address as the server node's pods.
+            .args(
+                c.flag("--cluster-dns")
+                    .filter(|_| !extra.contains(&"--cluster-dns"))
+                    .map(|dns| ["--cluster-dns", dns])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .env("RKUBE_LOG", "info")
             .env("NO_COLOR", "1")
