@@ -662,3 +662,15 @@ where
         ),
     }
 }
+
+/// For `try_filter` on a ConfigMap watch: false for the root CA publisher's
+/// `kube-root-ca.crt`, which the controllers put in every namespace when they get to it
+/// (so it may turn up in a watch a test opened before).
+pub fn not_root_ca(
+    e: &kube::api::WatchEvent<k8s_openapi::api::core::v1::ConfigMap>,
+) -> std::future::Ready<bool> {
+    use kube::api::WatchEvent::{Added, Deleted, Modified};
+    let root_ca = matches!(e, Added(o) | Modified(o) | Deleted(o)
+        if o.metadata.name.as_deref() == Some("kube-root-ca.crt"));
+    std::future::ready(!root_ca)
+}
