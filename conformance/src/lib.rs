@@ -210,6 +210,13 @@ async fn run_one(client: kube::Client, t: &Test, limit: Duration, nss: &Namespac
     result(outcome)
 }
 
+/// `n` random lower-case letters: upstream's `utilrand.String(n)`-like name suffixes.
+pub fn random_lowercase(n: usize) -> String {
+    (0..n)
+        .map(|_| (b'a' + rand::thread_rng().gen_range(0..26)) as char)
+        .collect()
+}
+
 /// A namespace `e2e-<area>-<5 random>` labelled as upstream's framework labels its own.
 async fn create_namespace(
     client: &kube::Client,
@@ -221,10 +228,7 @@ async fn create_namespace(
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let suffix: String = (0..5)
-        .map(|_| (b'a' + rand::thread_rng().gen_range(0..26)) as char)
-        .collect();
-    let name = format!("e2e-{}-{suffix}", slug.trim_matches('-'));
+    let name = format!("e2e-{}-{}", slug.trim_matches('-'), random_lowercase(5));
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Namespace",

@@ -5,7 +5,6 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use rand::Rng;
 use serde_json::json;
 
 use super::{e2epod, test, uuid};
@@ -143,13 +142,6 @@ async fn update(ctx: Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `utilrand.String(n)`: `n` random lower-case letters.
-fn random_suffix(n: usize) -> String {
-    (0..n)
-        .map(|_| (b'a' + rand::thread_rng().gen_range(0..26)) as char)
-        .collect()
-}
-
 /// Upstream's `f.CreateNamespace`: a namespace `name`, labelled as the runner labels its
 /// own.
 async fn create_namespace(api: &Api<Namespace>, name: &str) -> anyhow::Result<Namespace> {
@@ -210,7 +202,7 @@ async fn finalize_retrying(
 async fn finalizer(ctx: Ctx) -> anyhow::Result<()> {
     const FAKE: &str = "e2e.example.com/fakeFinalizer";
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let name = format!("e2e-ns-{}", random_suffix(5));
+    let name = format!("e2e-ns-{}", crate::random_lowercase(5));
     create_namespace(&api, &name)
         .await
         .context("failed creating Namespace")?;
@@ -388,7 +380,7 @@ async fn delete_and_wait_gone(
 /// plus the pod's grace period, and, recreated, MUST have no such pod.
 async fn deletion_removes_pods(ctx: Ctx) -> anyhow::Result<()> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let name = format!("nsdeletetest-{}", random_suffix(5));
+    let name = format!("nsdeletetest-{}", crate::random_lowercase(5));
     create_namespace(&api, &name).await?;
     let result = async {
         wait_for_default_service_account(&ctx.client, &name)
@@ -432,7 +424,7 @@ async fn deletion_removes_pods(ctx: Ctx) -> anyhow::Result<()> {
 /// recreated, MUST have no such service.
 async fn deletion_removes_services(ctx: Ctx) -> anyhow::Result<()> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let name = format!("nsdeletetest-{}", random_suffix(5));
+    let name = format!("nsdeletetest-{}", crate::random_lowercase(5));
     create_namespace(&api, &name).await?;
     let result = async {
         wait_for_default_service_account(&ctx.client, &name)

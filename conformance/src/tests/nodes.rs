@@ -112,10 +112,7 @@ async fn two_untainted_nodes(ctx: Ctx) -> anyhow::Result<()> {
 /// deleted.
 async fn lifecycle(ctx: Ctx) -> anyhow::Result<()> {
     let api: Api<Node> = Api::all(ctx.client.clone());
-    let suffix: String = (0..5)
-        .map(|_| (b'a' + rand::random::<u8>() % 26) as char)
-        .collect();
-    let name = format!("e2e-fake-node-{suffix}");
+    let name = format!("e2e-fake-node-{}", crate::random_lowercase(5));
     let fake: Node = serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {"unschedulable": true},

@@ -274,10 +274,7 @@ async fn lifecycle(ctx: Ctx) -> anyhow::Result<()> {
 /// automountServiceAccountToken false on create, true after an update.
 async fn update(ctx: Ctx) -> anyhow::Result<()> {
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ctx.ns);
-    let suffix: String = (0..5)
-        .map(|_| (b'a' + rand::random::<u8>() % 26) as char)
-        .collect();
-    let name = format!("e2e-sa-{suffix}");
+    let name = format!("e2e-sa-{}", crate::random_lowercase(5));
     let sa: ServiceAccount = serde_json::from_value(
         json!({"metadata": {"name": name}, "automountServiceAccountToken": false}),
     )?;

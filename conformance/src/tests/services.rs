@@ -56,12 +56,6 @@ pub fn tests() -> Vec<Test> {
     ]
 }
 
-fn random5() -> String {
-    (0..5)
-        .map(|_| (b'a' + rand::random::<u8>() % 26) as char)
-        .collect()
-}
-
 /// `default/kubernetes` exists.
 async fn secure_master_service(ctx: Ctx) -> anyhow::Result<()> {
     Api::<Service>::namespaced(ctx.client, "default")
@@ -93,7 +87,7 @@ async fn delete_collection(ctx: Ctx) -> anyhow::Result<()> {
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.ns);
     for prefix in ["e2e-svc-a-", "e2e-svc-b-", "e2e-svc-c-"] {
         let svc: Service = serde_json::from_value(json!({
-            "metadata": {"name": format!("{prefix}{}", random5()), "labels": {"e2e-test-service": "delete"}},
+            "metadata": {"name": format!("{prefix}{}", crate::random_lowercase(5)), "labels": {"e2e-test-service": "delete"}},
             "spec": {"ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 80}]},
         }))?;
         api.create(&PostParams::default(), &svc)
@@ -160,7 +154,7 @@ async fn status_lifecycle(ctx: Ctx) -> anyhow::Result<()> {
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.ns);
     let all: Api<Service> = Api::all(ctx.client.clone());
     let ns = ctx.ns.clone();
-    let name = format!("test-service-{}", random5());
+    let name = format!("test-service-{}", crate::random_lowercase(5));
     let list = all
         .list(&ListParams::default().labels("test-service-static=true"))
         .await
@@ -436,7 +430,7 @@ async fn check_service_reachability(ctx: &Ctx, svc: &Service) -> anyhow::Result<
             )
         })
         .collect::<String>();
-    let pod_name = format!("execpod-{}", random5());
+    let pod_name = format!("execpod-{}", crate::random_lowercase(5));
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": pod_name},
         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
