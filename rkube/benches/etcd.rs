@@ -41,25 +41,12 @@ const RATIO_TARGET: f64 = 0.7;
 const SETTLE: Duration = Duration::from_secs(120);
 
 fn main() -> ExitCode {
-    let mut report = Report {
-        title: "rkube on etcd: pod creates through the API vs raw etcd puts".into(),
-        ..Report::default()
-    };
-    cli::context(&mut report);
-    let output = match cli::output_dir() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let r = rt.block_on(run(&mut report));
-    if let Some(levels) = report.keep("etcd", r) {
-        metrics(&mut report, &levels);
-    }
-    drop(rt);
-    cli::finish(&mut report, &output, "etcd")
+    cli::main(
+        "etcd",
+        "rkube on etcd: pod creates through the API vs raw etcd puts".into(),
+        run,
+        |report, levels: &Vec<Level>| metrics(report, levels),
+    )
 }
 
 /// One concurrency level: the API's creates and the raw puts.

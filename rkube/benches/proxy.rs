@@ -47,7 +47,7 @@ use support::progress::{note, phase, Progress};
 use support::report::{num, Metric, Report, Target};
 use support::server::{ensure_namespace, temp_dir, Server};
 use support::stats::{mib, round, summarize, Summary};
-use support::usage::{cpu_seconds, status_kib};
+use support::usage::{cpu_seconds, pss_kib, status_kib};
 use tcp::{Backends, Conns};
 
 /// The server's service network, of its own so nothing collides with other clusters on
@@ -87,32 +87,20 @@ const PROGRAM_TIMEOUT: Duration = Duration::from_secs(60);
 const PROGRAM_MANY_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn main() -> ExitCode {
-    let mut report = Report {
-        title: "rkube service proxy: TCP through `rkube proxy` vs direct vs haproxy".into(),
-        ..Report::default()
-    };
-    cli::context(&mut report);
-    let output = match cli::output_dir() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    report
-        .context
-        .insert("haproxy_version".into(), json!(haproxy::version()));
-    report
-        .context
-        .insert("transport".into(), json!("loopback plain TCP"));
-    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let r = rt.block_on(run(&mut report));
-    if let Some(r) = report.keep("proxy", r) {
-        metrics(&mut report, &r);
-    }
-    drop(rt);
-    leftover_check(&mut report);
-    cli::finish(&mut report, &output, "proxy")
+    cli::main(
+        "proxy",
+        "rkube service proxy: TCP through `rkube proxy` vs direct vs haproxy".into(),
+        async |report| {
+            let c = &mut report.context;
+            c.insert("haproxy_version".into(), json!(haproxy::version()));
+            c.insert("transport".into(), json!("loopback plain TCP"));
+            let r = run(report).await;
+            // Also after a failed run: what the proxy left on lo.
+            leftover_check(report);
+            r
+        },
+        metrics,
+    )
 }
 
 /// The three ways to the backends.
@@ -579,19 +567,6 @@ async fn memory_settled(proxy: &ProxyProcess, who: &str) -> Result<Mem> {
         m.threads
     ));
     Ok(m)
-}
-
-/// Pss of /proc/<pid>/smaps_rollup, in KiB.
-fn pss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// Waits until the echo backend answers at every one of `addrs`.

@@ -38,28 +38,15 @@ const NODES_TIMEOUT: Duration = Duration::from_secs(120);
 const NS: &str = "bench-scale";
 
 fn main() -> ExitCode {
-    let mut report = Report {
-        title: format!(
+    cli::main(
+        "scale",
+        format!(
             "rkube desired state at scale: {NODES} hollow nodes, {} pods",
             RCS * REPLICAS
         ),
-        ..Report::default()
-    };
-    cli::context(&mut report);
-    let output = match cli::output_dir() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let r = rt.block_on(run());
-    if let Some(s) = report.keep("scale", r) {
-        metrics(&mut report, &s);
-    }
-    drop(rt);
-    cli::finish(&mut report, &output, "scale")
+        async |_| run().await,
+        metrics,
+    )
 }
 
 /// The hollow-nodes process, killed when dropped.

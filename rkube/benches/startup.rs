@@ -65,25 +65,12 @@ const BETWEEN: Duration = Duration::from_millis(500);
 const CONTAINER: &str = "pause";
 
 fn main() -> ExitCode {
-    let mut report = Report {
-        title: "rkube pod startup: create → Running through the kubelet vs raw CRI".into(),
-        ..Report::default()
-    };
-    cli::context(&mut report);
-    let output = match cli::output_dir() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let r = rt.block_on(run(&mut report));
-    if let Some(r) = report.keep("startup", r) {
-        metrics(&mut report, &r);
-    }
-    drop(rt);
-    cli::finish(&mut report, &output, "startup")
+    cli::main(
+        "startup",
+        "rkube pod startup: create → Running through the kubelet vs raw CRI".into(),
+        run,
+        metrics,
+    )
 }
 
 /// One level (pods at once): both sides' samples.

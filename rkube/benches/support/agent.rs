@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::support::cli::workspace_root;
-use crate::support::usage::status_kib;
+use crate::support::usage::{pss_kib, status_kib};
 
 /// Where scripts/images.sh put the offline images (`RKUBE_IMAGES_DIR` overrides).
 pub fn images_dir() -> PathBuf {
@@ -203,18 +203,7 @@ pub fn rss_mib(pids: &[u32]) -> f64 {
 /// Proportional memory (Pss of /proc/<pid>/smaps_rollup: shared pages split among their
 /// users) of processes, summed, in MiB: what many alike processes really take together.
 pub fn pss_mib(pids: &[u32]) -> f64 {
-    let pss = |pid: &u32| -> Option<u64> {
-        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    };
-    pids.iter().filter_map(pss).sum::<u64>() as f64 / 1024.0
+    pids.iter().filter_map(|&pid| pss_kib(pid)).sum::<u64>() as f64 / 1024.0
 }
 
 /// The processes one of whose arguments is `arg`, with their argv[0].

@@ -67,6 +67,36 @@ pub fn context(report: &mut Report) {
     c.insert("loadavg_1m_at_start".into(), json!(loadavg()));
 }
 
+/// A benchmark's `main`: a report titled `title` with the run's context, the output folder
+/// from the command line, `run` on a tokio runtime, its figures turned into metrics when it
+/// succeeded (a failure is kept in the report), then the files written as `name`.
+pub fn main<R>(
+    name: &str,
+    title: String,
+    run: impl AsyncFnOnce(&mut Report) -> Result<R>,
+    metrics: impl FnOnce(&mut Report, &R),
+) -> ExitCode {
+    let mut report = Report {
+        title,
+        ..Report::default()
+    };
+    context(&mut report);
+    let output = match output_dir() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let r = rt.block_on(run(&mut report));
+    if let Some(r) = report.keep(name, r) {
+        metrics(&mut report, &r);
+    }
+    drop(rt);
+    finish(&mut report, &output, name)
+}
+
 /// Writes `<name>.json` and `<name>.md` into `output`, prints the table; fails the process
 /// when a phase failed.
 pub fn finish(report: &mut Report, output: &Path, name: &str) -> ExitCode {

@@ -27,7 +27,18 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 
 /// A `kB` field of /proc/<pid>/status.
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    proc_kib(pid, "status", field)
+}
+
+/// Proportional memory (Pss of /proc/<pid>/smaps_rollup: shared pages split among their
+/// users), in KiB.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    proc_kib(pid, "smaps_rollup", "Pss:")
+}
+
+/// A `kB` field of /proc/<pid>/<file>.
+fn proc_kib(pid: u32, file: &str, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix(field))?
