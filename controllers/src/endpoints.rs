@@ -22,6 +22,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
+use crate::pods::Pods;
 use crate::Error;
 
 const SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -33,9 +34,9 @@ struct Ctx {
     pods: Store<Pod>,
 }
 
-pub async fn run(client: Client, pod_store: Store<Pod>) -> anyhow::Result<()> {
+pub async fn run(client: Client, pods: Pods) -> anyhow::Result<()> {
     tokio::select! {
-        r = reconcile_all(client.clone(), pod_store) => r,
+        r = reconcile_all(client.clone(), pods) => r,
         r = delete_endpoints_of_deleted_services(client) => r,
     }
 }
@@ -67,18 +68,18 @@ async fn delete_endpoints_of_deleted_services(client: Client) -> anyhow::Result<
     Ok(())
 }
 
-async fn reconcile_all(client: Client, pod_store: Store<Pod>) -> anyhow::Result<()> {
-    let pods_api: Api<Pod> = Api::all(client.clone());
-    pod_store.wait_until_ready().await?;
+async fn reconcile_all(client: Client, pods: Pods) -> anyhow::Result<()> {
+    let changed = pods.subscribe();
+    pods.store.wait_until_ready().await?;
     let controller = Controller::new(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     );
     let services = controller.store();
+    // Pod changes come from the shared pod cache (after it holds them).
+    let triggers = changed.flat_map(move |pod| futures::stream::iter(services_of(&services, &pod)));
     controller
-        .watches(pods_api, watcher::Config::default(), move |pod: Pod| {
-            services_of(&services, &pod)
-        })
+        .reconcile_on(triggers)
         .owns(
             Api::<EndpointSlice>::all(client.clone()),
             watcher::Config::default(),
@@ -88,7 +89,7 @@ async fn reconcile_all(client: Client, pod_store: Store<Pod>) -> anyhow::Result<
             error_policy,
             Arc::new(Ctx {
                 client,
-                pods: pod_store,
+                pods: pods.store,
             }),
         )
         .for_each(|r| async move {

@@ -18,6 +18,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{reference, Recorder};
+use crate::pods::Pods;
 use crate::Error;
 
 /// Most pods created or deleted in one sync (upstream's burstReplicas).
@@ -29,7 +30,7 @@ const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Ctx {
     client: Client,
-    pods: Store<Pod>,
+    pods: Pods,
     /// Per RC uid: pods we created or deleted that the cache has not caught up with.
     expectations: Mutex<HashMap<String, Expectations>>,
     events: Recorder,
@@ -42,22 +43,23 @@ struct Expectations {
     since: Option<Instant>,
 }
 
-pub async fn run(client: Client, pod_store: Store<Pod>) -> anyhow::Result<()> {
+pub async fn run(client: Client, pods: Pods) -> anyhow::Result<()> {
     let rcs: Api<ReplicationController> = Api::all(client.clone());
-    let pods_api: Api<Pod> = Api::all(client.clone());
-    pod_store.wait_until_ready().await?;
+    let changed = pods.subscribe();
+    pods.store.wait_until_ready().await?;
     let controller = Controller::new(rcs, watcher::Config::default());
     let rc_store = controller.store();
     let ctx = Arc::new(Ctx {
         events: Recorder::new(client.clone(), "replication-controller"),
         client,
-        pods: pod_store,
+        pods,
         expectations: Mutex::new(HashMap::new()),
     });
+    // Pod changes come from the shared pod cache (after it holds them), not a watch of
+    // our own.
+    let triggers = changed.flat_map(move |pod| futures::stream::iter(owners_of(&rc_store, &pod)));
     controller
-        .watches(pods_api, watcher::Config::default(), move |pod: Pod| {
-            owners_of(&rc_store, &pod)
-        })
+        .reconcile_on(triggers)
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
@@ -164,6 +166,7 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
             // Whether the cache has the pod, and without a deletionTimestamp.
             let live = |n: &str| {
                 ctx.pods
+                    .store
                     .get(&ObjectRef::new(n).within(&ns))
                     .map(|p| p.metadata.deletion_timestamp.is_none())
             };
@@ -176,12 +179,8 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
             exp.remove(&uid);
         }
     }
-    let all: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .collect();
+    // Only our pods and the namespace's orphans can be ours after this reconcile.
+    let all = ctx.pods.owned_or_orphaned(&ns, &uid);
     // Adopt matching orphans, release owned pods that stopped matching.
     let mut owned: Vec<Arc<Pod>> = Vec::new();
     for p in &all {

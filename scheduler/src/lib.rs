@@ -77,9 +77,13 @@ pub async fn run(client: kube::Client) -> anyhow::Result<()> {
         spawn_watch(Api::<Node>::all(c.clone()), tx.clone(), Kind::Node, |e| {
             Update::Node(Box::new(e))
         }),
-        spawn_watch(Api::<Pod>::all(c.clone()), tx.clone(), Kind::Pod, |e| {
-            Update::Pod(Box::new(e))
-        }),
+        spawn_slim_watch(
+            Api::<Pod>::all(c.clone()),
+            tx.clone(),
+            Kind::Pod,
+            |e| Update::Pod(Box::new(e)),
+            slim_pod,
+        ),
         spawn_watch(
             Api::<Namespace>::all(c.clone()),
             tx.clone(),
@@ -118,6 +122,36 @@ pub async fn run(client: kube::Client) -> anyhow::Result<()> {
     Err(s.run(updates).await.into())
 }
 
+/// What the scheduler never reads of a pod, dropped before the pod is queued or cached
+/// (it holds every assigned pod): volumes (k8s-openapi's `Volume` is 3 KB before any
+/// content), container statuses, and of each container all but what requests, host ports
+/// and sidecar accounting need (name, ports, resources, restartPolicy).
+fn slim_pod(pod: &mut Pod) {
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        status.ephemeral_container_statuses = None;
+    }
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    spec.volumes = None;
+    spec.ephemeral_containers = None;
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        *c = k8s_openapi::api::core::v1::Container {
+            name: std::mem::take(&mut c.name),
+            ports: c.ports.take(),
+            resources: c.resources.take(),
+            restart_policy: c.restart_policy.take(),
+            ..Default::default()
+        };
+    }
+}
+
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for AbortOnDrop {
@@ -138,10 +172,28 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
     K::DynamicType: Default,
 {
+    spawn_slim_watch(api, tx, kind, wrap, |_| {})
+}
+
+/// [`spawn_watch`], each object also trimmed by `slim` to what the scheduler reads.
+fn spawn_slim_watch<K>(
+    api: Api<K>,
+    tx: mpsc::Sender<Update>,
+    kind: Kind,
+    wrap: fn(watcher::Event<K>) -> Update,
+    slim: fn(&mut K),
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default,
+{
     tokio::spawn(async move {
         // managedFields are most of an object's memory and the scheduler never reads them.
         let mut stream = watcher(api, watcher::Config::default())
-            .modify(|o| o.meta_mut().managed_fields = None)
+            .modify(move |o| {
+                o.meta_mut().managed_fields = None;
+                slim(o);
+            })
             .default_backoff()
             .boxed();
         while let Some(item) = stream.next().await {
@@ -178,6 +230,9 @@ enum Write {
         name: String,
         patch: serde_json::Value,
     },
+    /// Two writes in order (a pod's condition before the event about it, as upstream
+    /// readers of the event expect the condition there).
+    Then(Box<Write>, Box<Write>),
 }
 
 fn spawn_writer(client: Client) -> mpsc::Sender<Write> {
@@ -190,47 +245,51 @@ fn spawn_writer(client: Client) -> mpsc::Sender<Write> {
 
 async fn write_all(client: Client, writes: impl Stream<Item = Write>) {
     writes
-        .for_each_concurrent(MAX_WRITES_IN_FLIGHT, |w| {
-            let client = client.clone();
-            async move {
-                match w {
-                    Write::Event(ev) => {
-                        let ns = ev.metadata.namespace.clone().unwrap_or_default();
-                        let api: Api<Event> = Api::namespaced(client, &ns);
-                        if let Err(e) = api.create(&PostParams::default(), &ev).await {
-                            debug!(error = %e, "event not recorded");
-                        }
-                    }
-                    Write::EventRepeat {
-                        namespace,
-                        name,
-                        patch,
-                    } => {
-                        let api: Api<Event> = Api::namespaced(client, &namespace);
-                        let pp = PatchParams::default();
-                        if let Err(e) = api.patch(&name, &pp, &Patch::Merge(patch)).await {
-                            debug!(error = %e, "event not updated");
-                        }
-                    }
-                    Write::Status {
-                        namespace,
-                        name,
-                        patch,
-                    } => {
-                        let api: Api<Pod> = Api::namespaced(client, &namespace);
-                        let pp = PatchParams {
-                            field_manager: Some("kube-scheduler".into()),
-                            ..Default::default()
-                        };
-                        if let Err(e) = api.patch_status(&name, &pp, &Patch::Strategic(patch)).await
-                        {
-                            debug!(%namespace, %name, error = %e, "pod condition not updated");
-                        }
-                    }
+        .for_each_concurrent(MAX_WRITES_IN_FLIGHT, |w| write_one(client.clone(), w))
+        .await;
+}
+
+fn write_one(client: Client, w: Write) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        match w {
+            Write::Then(first, second) => {
+                write_one(client.clone(), *first).await;
+                write_one(client, *second).await;
+            }
+            Write::Event(ev) => {
+                let ns = ev.metadata.namespace.clone().unwrap_or_default();
+                let api: Api<Event> = Api::namespaced(client, &ns);
+                if let Err(e) = api.create(&PostParams::default(), &ev).await {
+                    debug!(error = %e, "event not recorded");
                 }
             }
-        })
-        .await;
+            Write::EventRepeat {
+                namespace,
+                name,
+                patch,
+            } => {
+                let api: Api<Event> = Api::namespaced(client, &namespace);
+                let pp = PatchParams::default();
+                if let Err(e) = api.patch(&name, &pp, &Patch::Merge(patch)).await {
+                    debug!(error = %e, "event not updated");
+                }
+            }
+            Write::Status {
+                namespace,
+                name,
+                patch,
+            } => {
+                let api: Api<Pod> = Api::namespaced(client, &namespace);
+                let pp = PatchParams {
+                    field_manager: Some("kube-scheduler".into()),
+                    ..Default::default()
+                };
+                if let Err(e) = api.patch_status(&name, &pp, &Patch::Strategic(patch)).await {
+                    debug!(%namespace, %name, error = %e, "pod condition not updated");
+                }
+            }
+        }
+    })
 }
 
 /// What became of a binding.
@@ -436,6 +495,7 @@ impl Scheduler {
                 && c.reason.as_deref() == Some(reason)
                 && c.message.as_deref() == Some(message)
         });
+        let mut status = None;
         if !same {
             let transition = match current {
                 Some(c) if c.status == "False" => c.last_transition_time.clone(),
@@ -450,7 +510,7 @@ impl Scheduler {
                 "lastProbeTime": null,
                 "lastTransitionTime": transition,
             }]}});
-            self.write(Write::Status {
+            status = Some(Write::Status {
                 namespace: pod.metadata.namespace.clone().unwrap_or_default(),
                 name: pod.metadata.name.clone().unwrap_or_default(),
                 patch,
@@ -469,10 +529,18 @@ impl Scheduler {
                     name: r.event.clone(),
                     patch,
                 };
+                if let Some(s) = status {
+                    self.write(s);
+                }
                 return self.write(w);
             }
         }
-        let event = self.event(pod, "Warning", "FailedScheduling", "Scheduling", message);
+        let (event, w) =
+            self.event_write(pod, "Warning", "FailedScheduling", "Scheduling", message);
+        self.write(match status {
+            Some(s) => Write::Then(Box::new(s), Box::new(w)),
+            None => w,
+        });
         let r = Repeated {
             event,
             message: message.to_string(),
@@ -488,6 +556,20 @@ impl Scheduler {
 
     /// Records an event about the pod; returns the event's name.
     fn event(&self, pod: &Pod, type_: &str, reason: &str, action: &str, message: &str) -> String {
+        let (name, w) = self.event_write(pod, type_, reason, action, message);
+        self.write(w);
+        name
+    }
+
+    /// An event about the pod, its name and the write that records it.
+    fn event_write(
+        &self,
+        pod: &Pod,
+        type_: &str,
+        reason: &str,
+        action: &str,
+        message: &str,
+    ) -> (String, Write) {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -530,13 +612,53 @@ impl Scheduler {
             count: Some(1),
             ..Default::default()
         };
-        self.write(Write::Event(Box::new(ev)));
-        event_name
+        (event_name, Write::Event(Box::new(ev)))
     }
 
     fn write(&self, w: Write) {
         if self.writes.try_send(w).is_err() {
             debug!("write queue full; dropped a status patch or event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodeinfo::{host_ports, pod_requests};
+
+    #[test]
+    fn slim_pod_keeps_what_requests_ports_and_phase_need() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "labels": {"app": "a"}},
+            "spec": {
+                "nodeName": "n1",
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "initContainers": [{"name": "side", "restartPolicy": "Always",
+                    "resources": {"requests": {"cpu": "100m"}}, "env": [{"name": "A", "value": "1"}]}],
+                "containers": [{"name": "c", "image": "x", "command": ["sh"],
+                    "ports": [{"containerPort": 80, "hostPort": 8080}],
+                    "resources": {"requests": {"memory": "1Gi"}},
+                    "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
+            },
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "c", "image": "x", "imageID": "", "ready": true, "restartCount": 0}]},
+        }))
+        .unwrap();
+        let before = pod_requests(&pod, false);
+        slim_pod(&mut pod);
+        assert_eq!(pod_requests(&pod, false), before);
+        assert_eq!(host_ports(&pod).len(), 1);
+        let spec = pod.spec.as_ref().unwrap();
+        assert!(spec.volumes.is_none());
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert!(spec.containers[0].command.is_none() && spec.containers[0].volume_mounts.is_none());
+        let init = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.restart_policy.as_deref(), Some("Always"));
+        assert!(init.env.is_none());
+        let status = pod.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert!(status.conditions.is_some() && status.container_statuses.is_none());
+        assert_eq!(pod.metadata.labels.as_ref().unwrap()["app"], "a");
     }
 }
