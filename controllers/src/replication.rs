@@ -23,6 +23,9 @@ use crate::Error;
 
 /// Most pods created or deleted in one sync (upstream's burstReplicas).
 const BURST: usize = 500;
+/// Most creates or deletes of one sync in flight at once: a batch of 500 at once would
+/// open 500 connections (HTTP/1.1) for no more throughput than a few.
+const MAX_IN_FLIGHT: usize = 16;
 /// How often an RC is reconciled again without a new event.
 const RESYNC: Duration = Duration::from_secs(5);
 /// How long to wait for the cache to see our own creates and deletes.
@@ -234,17 +237,24 @@ async fn reconcile(rc: Arc<ReplicationController>, ctx: Arc<Ctx>) -> Result<Acti
         let mut victims: Vec<&Arc<Pod>> = active.clone();
         victims.sort_by_key(|p| deletion_rank(p));
         let extra = (active.len() - want).min(BURST);
-        let futs = victims[..extra].iter().map(|p| {
-            let name = p.name_any();
-            let api = pods_api.clone();
-            async move {
-                (
-                    name.clone(),
-                    api.delete(&name, &DeleteParams::default()).await,
-                )
-            }
-        });
-        for (name, r) in futures::future::join_all(futs).await {
+        let futs: Vec<_> = victims[..extra]
+            .iter()
+            .map(|p| {
+                let name = p.name_any();
+                let api = pods_api.clone();
+                async move {
+                    (
+                        name.clone(),
+                        api.delete(&name, &DeleteParams::default()).await,
+                    )
+                }
+            })
+            .collect();
+        let results: Vec<_> = futures::stream::iter(futs)
+            .buffer_unordered(MAX_IN_FLIGHT)
+            .collect()
+            .await;
+        for (name, r) in results {
             match r {
                 Ok(_) => {
                     ctx.events.record(
@@ -298,7 +308,12 @@ where
     while made.len() < count {
         let n = batch.min(count - made.len());
         let mut failure = None;
-        for r in futures::future::join_all((0..n).map(|_| create())).await {
+        let futs: Vec<Fut> = (0..n).map(|_| create()).collect();
+        let results: Vec<_> = futures::stream::iter(futs)
+            .buffer_unordered(MAX_IN_FLIGHT)
+            .collect()
+            .await;
+        for r in results {
             match r {
                 Ok(t) => made.push(t),
                 Err(e) => {
