@@ -126,7 +126,7 @@ impl Cache {
     /// Adds or updates an assigned pod (one with `spec.nodeName`), confirming it if this
     /// scheduler had assumed it.
     pub fn upsert_pod(&mut self, pod: Arc<Pod>) -> PodChange {
-        let info = Arc::new(PodInfo::new(pod));
+        let info = Arc::new(PodInfo::assigned(pod));
         let node = info.node_name().to_string();
         let change = match self.pods.get(&info.key) {
             None => PodChange::Added,

@@ -6,8 +6,11 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, Taint, Toleration};
+use k8s_openapi::api::core::v1::{
+    Container, Node, Pod, PodAffinityTerm, PodSpec, Taint, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::quantity;
 use crate::selector::{no_labels, Labels, RequiredNodeAffinity, Selector};
@@ -350,6 +353,27 @@ impl PodInfo {
         }
     }
 
+    /// The info of a pod bound to a node, as the cache holds it for as long as the pod
+    /// lives: what the filters and scores read of other pods is computed above; of the
+    /// pod itself only its metadata (no annotations), node name and tolerations are kept.
+    pub fn assigned(pod: Arc<Pod>) -> PodInfo {
+        let mut info = PodInfo::new(pod);
+        let skeleton = Pod {
+            metadata: ObjectMeta {
+                annotations: None,
+                ..info.pod.metadata.clone()
+            },
+            spec: Some(PodSpec {
+                node_name: Some(info.node_name().to_string()),
+                tolerations: Some(info.tolerations().to_vec()).filter(|t| !t.is_empty()),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        info.pod = Arc::new(skeleton);
+        info
+    }
+
     pub fn namespace(&self) -> &str {
         self.pod.metadata.namespace.as_deref().unwrap_or("")
     }
@@ -550,6 +574,37 @@ mod tests {
     use super::*;
     use crate::testutil::{node, pod};
     use serde_json::{json, Value};
+
+    #[test]
+    fn an_assigned_pods_info_keeps_what_others_read_and_drops_the_rest() {
+        let p = crate::testutil::pod_req(
+            "ns",
+            "p",
+            "500m",
+            "1Gi",
+            json!({
+                "metadata": {"labels": {"app": "a"}, "annotations": {"big": "x"}},
+                "spec": {"nodeName": "n1",
+                    "tolerations": [{"key": "k", "operator": "Exists"}],
+                    "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": {"app": "a"}}, "topologyKey": "kubernetes.io/hostname"}]}},
+                    "containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 80, "hostPort": 80}],
+                        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]},
+                "status": {"phase": "Running"},
+            }),
+        );
+        let full = PodInfo::new(Arc::new(p.clone()));
+        let kept = PodInfo::assigned(Arc::new(p));
+        assert_eq!(kept.requests, full.requests);
+        assert_eq!(kept.host_ports, full.host_ports);
+        assert_eq!(kept.required_anti_affinity.len(), 1);
+        assert_eq!((kept.key.as_str(), kept.uid.as_str()), ("ns/p", "uid-ns-p"));
+        assert_eq!(kept.labels(), full.labels());
+        assert_eq!(kept.node_name(), "n1");
+        assert_eq!(kept.tolerations().len(), 1);
+        assert!(kept.pod.status.is_none() && kept.pod.metadata.annotations.is_none());
+        assert!(kept.pod.spec.as_ref().unwrap().containers.is_empty());
+    }
 
     /// (pod spec, requests, non-zero cpu, non-zero memory)
     fn check(cases: &[(Value, Resources, i64, i64)]) {
