@@ -3,11 +3,13 @@
 # takes and that name their images in full (the archive's org.opencontainers.image.ref.name):
 #   $RKUBE_IMAGES_DIR/pause.tar    docker.io/rkube/pause:3.10      static scripts/pause.c
 #   $RKUBE_IMAGES_DIR/busybox.tar  docker.io/rkube/busybox:<M.m>   Debian's busybox-static
+#   $RKUBE_IMAGES_DIR/nonewprivs.tar  docker.io/rkube/nonewprivs:1.3  static scripts/nnp.c,
+#                                  setuid root (upstream's nonewprivs image)
 #   $RKUBE_IMAGES_DIR/testserver.tar  docker.io/rkube/testserver:1.0  static testserver/ crate
 #                                  (agnhost's role: entrypoint /agnhost, default args pause;
 #                                  busybox's applets beside it)
 # and $RKUBE_IMAGES_DIR/images.env with RKUBE_PAUSE_IMAGE / RKUBE_BUSYBOX_IMAGE /
-# RKUBE_TESTSERVER_IMAGE (the refs).
+# RKUBE_TESTSERVER_IMAGE / RKUBE_NONEWPRIVS_IMAGE (the refs).
 # An image whose inputs (this script, pause.c, the busybox binary, testserver's sources)
 # are unchanged is kept.
 #
@@ -22,6 +24,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${RKUBE_IMAGES_DIR:-$here/../target/images}"
 PAUSE_TAG=3.10
 TESTSERVER_TAG=1.0
+NONEWPRIVS_TAG=1.3
 
 force=0; push=""
 while (($#)); do
@@ -48,6 +51,7 @@ BUSYBOX_TAG="$(dpkg-query -W -f='${Version}' busybox-static | sed -E 's/^[0-9]+:
 PAUSE_REF="docker.io/rkube/pause:$PAUSE_TAG"
 BUSYBOX_REF="docker.io/rkube/busybox:$BUSYBOX_TAG"
 TESTSERVER_REF="docker.io/rkube/testserver:$TESTSERVER_TAG"
+NONEWPRIVS_REF="docker.io/rkube/nonewprivs:$NONEWPRIVS_TAG"
 
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -87,6 +91,25 @@ else
     echo "images: $PAUSE_REF is up to date ($OUT/pause.tar)"
 fi
 
+# --- nonewprivs --------------------------------------------------------------------------
+sum="$(inputs "$here/nnp.c")"
+if ((force)) || [ ! -f "$OUT/nonewprivs.tar" ] || [ "$(cat "$OUT/.nonewprivs.inputs" 2>/dev/null)" != "$sum" ]; then
+    echo "images: building $NONEWPRIVS_REF"
+    rootfs="$OUT/.build-nonewprivs/rootfs"
+    rm -rf "$OUT/.build-nonewprivs"; mkdir -p "$rootfs/usr/local/bin" "$rootfs/tmp"
+    chmod 1777 "$rootfs/tmp"
+    gcc -static -Os -Wall -o "$rootfs/usr/local/bin/nnp" "$here/nnp.c"
+    strip "$rootfs/usr/local/bin/nnp"
+    # As upstream's: owned by root, setuid (chmod +s), the entrypoint.
+    chown 0:0 "$rootfs/usr/local/bin/nnp"
+    chmod 6755 "$rootfs/usr/local/bin/nnp"
+    build nonewprivs "$NONEWPRIVS_REF" "$rootfs" \
+        --config.entrypoint /usr/local/bin/nnp --config.workingdir /
+    echo "$sum" >"$OUT/.nonewprivs.inputs"
+else
+    echo "images: $NONEWPRIVS_REF is up to date ($OUT/nonewprivs.tar)"
+fi
+
 # --- busybox -----------------------------------------------------------------------------
 sum="$(inputs "$BUSYBOX")"
 if ((force)) || [ ! -f "$OUT/busybox.tar" ] || [ "$(cat "$OUT/.busybox.inputs" 2>/dev/null)" != "$sum" ]; then
@@ -99,6 +122,9 @@ if ((force)) || [ ! -f "$OUT/busybox.tar" ] || [ "$(cat "$OUT/.busybox.inputs" 2
     # (bin/sh, usr/bin/wget, usr/bin/nc, usr/bin/nslookup, bin/sleep, bin/cat, ...).
     "$BUSYBOX" --list-full | while read -r applet; do
         [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
+        # As the busybox image upstream's tests use (Docker's busybox): every applet in
+        # /bin too (e.g. /bin/sysctl, /bin/ip).
+        [ -e "$rootfs/bin/${applet##*/}" ] || ln -s /bin/busybox "$rootfs/bin/${applet##*/}"
     done
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$rootfs/etc/passwd"
     printf 'root:x:0:\nnobody:x:65534:\n' >"$rootfs/etc/group"
@@ -141,6 +167,12 @@ if ((force)) || [ ! -f "$OUT/testserver.tar" ] || [ "$(cat "$OUT/.testserver.inp
     "$BUSYBOX" --list-full | while read -r applet; do
         [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
     done
+    # agnhost's image has curl (hooks run `curl http://...`): a GET of the URL argument
+    # through busybox's wget, its other arguments (curl's flags) ignored.
+    printf '%s\n' '#!/bin/sh' '# curl URL: busybox wget -q -O - URL (rkube testserver image)' \
+        'url=""; for a in "$@"; do case "$a" in -*) ;; *) url="$a" ;; esac; done' \
+        'exec wget -q -O - "$url"' >"$rootfs/usr/bin/curl"
+    chmod 755 "$rootfs/usr/bin/curl"
     build testserver "$TESTSERVER_REF" "$rootfs" \
         --config.entrypoint /agnhost --config.cmd pause --config.workingdir / \
         --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -153,11 +185,12 @@ cat >"$OUT/images.env" <<EOF
 RKUBE_PAUSE_IMAGE=$PAUSE_REF
 RKUBE_BUSYBOX_IMAGE=$BUSYBOX_REF
 RKUBE_TESTSERVER_IMAGE=$TESTSERVER_REF
+RKUBE_NONEWPRIVS_IMAGE=$NONEWPRIVS_REF
 EOF
 
 # --- push --------------------------------------------------------------------------------
 if [ -n "$push" ]; then
-    for pair in "pause:$PAUSE_REF" "busybox:$BUSYBOX_REF" "testserver:$TESTSERVER_REF"; do
+    for pair in "pause:$PAUSE_REF" "busybox:$BUSYBOX_REF" "testserver:$TESTSERVER_REF" "nonewprivs:$NONEWPRIVS_REF"; do
         name="${pair%%:*}"; ref="${pair#*:}"
         dest="docker://$push/${ref#docker.io/}"
         echo "images: pushing $name to ${dest#docker://}"

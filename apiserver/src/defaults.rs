@@ -26,6 +26,12 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
     match kind {
         "Pod" => pod(obj),
         "ReplicationController" => replication_controller(obj),
+        // SetObjectDefaults_PodTemplate: the template's pod spec, as a pod's.
+        "PodTemplate" => {
+            if let Some(t) = opt(obj, "template") {
+                pod_spec(child(t, "spec"));
+            }
+        }
         "Service" => service(obj),
         "Endpoints" => {
             for ss in each(obj, "subsets") {
@@ -760,6 +766,15 @@ mod tests {
                         "containers": [c(json!({"image": "nginx:1", "imagePullPolicy": "IfNotPresent"}))],
                         "dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "securityContext": {},
                         "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler"}}}}),
+            ),
+            (
+                "PodTemplate",
+                json!({"metadata": {"name": "t"}, "template": {"metadata": {"labels": {"app": "a"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx:1"}]}}}),
+                json!({"metadata": {"name": "t"}, "template": {"metadata": {"labels": {"app": "a"}}, "spec": {
+                        "containers": [c(json!({"image": "nginx:1", "imagePullPolicy": "IfNotPresent"}))],
+                        "dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "securityContext": {},
+                        "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler"}}}),
             ),
             (
                 "Service",

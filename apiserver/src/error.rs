@@ -31,6 +31,8 @@ pub struct ApiError {
     pub message: String,
     pub details: Option<Box<Value>>,
     pub retry_after: Option<u64>,
+    /// The Status's `metadata.continue` (upstream's inconsistent-continue token on a 410).
+    pub list_continue: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -50,6 +52,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            list_continue: None,
         }
     }
 
@@ -236,6 +239,9 @@ impl ApiError {
         if let Some(d) = &self.details {
             s["details"] = (**d).clone();
         }
+        if let Some(c) = &self.list_continue {
+            s["metadata"]["continue"] = json!(c);
+        }
         if let Some(r) = self.retry_after {
             let d = s
                 .as_object_mut()
@@ -289,5 +295,23 @@ impl IntoResponse for ApiError {
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(r));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_continue_carries_the_inconsistent_token_in_the_status() {
+        let e = ApiError {
+            list_continue: Some("tok".into()),
+            ..ApiError::gone("too old")
+        };
+        let s = e.status();
+        assert_eq!(s["code"], 410);
+        assert_eq!(s["reason"], "Expired");
+        assert_eq!(s["metadata"]["continue"], "tok");
+        assert_eq!(ApiError::gone("x").status()["metadata"], json!({}));
     }
 }

@@ -363,9 +363,10 @@ impl App {
         let prefix = t.res.prefix(t.namespace.as_deref());
         let limit = q.int("limit")?.unwrap_or(0).max(0) as usize;
         let (mut revision, mut start_after) = match q.get("continue") {
+            // rv -1 (an inconsistent-continue token): at the latest revision.
             Some(c) if !c.is_empty() => {
                 let (rv, start) = decode_continue(c, &prefix)?;
-                (rv, Some(start))
+                (rv.max(0), Some(start))
             }
             _ => (0, None),
         };
@@ -385,6 +386,7 @@ impl App {
         let mut raw_items: Vec<(Vec<u8>, i64)> = Vec::new();
         let mut items = Vec::new();
         let mut more;
+        let mut remaining;
         let mut last_key = String::new();
         loop {
             let page = self
@@ -401,18 +403,26 @@ impl App {
                 })
                 .await
                 .map_err(|e| match e {
-                    StoreError::Compacted { .. } if q.get("continue").is_some() => ApiError::gone(
-                        "The provided continue parameter is too old to display a consistent list result. \
-                         You can start a new list without the continue parameter, or use the continue token \
-                         in this response to retrieve the remainder of the results. Continuing with the \
-                         provided token results in an inconsistent list - objects that were created, \
-                         modified, or deleted between the time the first chunk was returned and now may show \
-                         up in the list.",
-                    ),
+                    // Upstream's handleCompactedErrorForPaging: 410 with a token that goes on
+                    // from the same key at the latest revision (rv -1).
+                    StoreError::Compacted { .. } if q.get("continue").is_some() => ApiError {
+                        list_continue: start_after
+                            .as_deref()
+                            .map(|k| encode_continue(-1, k, &prefix)),
+                        ..ApiError::gone(
+                            "The provided continue parameter is too old to display a consistent list result. \
+                             You can start a new list without the continue parameter, or use the continue token \
+                             in this response to retrieve the remainder of the results. Continuing with the \
+                             provided token results in an inconsistent list - objects that were created, \
+                             modified, or deleted between the time the first chunk was returned and now may show \
+                             up in the list.",
+                        )
+                    },
                     e => ApiError::from(e),
                 })?;
             revision = page.revision;
             more = page.more;
+            remaining = page.remaining;
             for kv in page.items {
                 last_key = kv.key.clone();
                 if let Some(n) = &only_name {
@@ -439,12 +449,22 @@ impl App {
         } else {
             None
         };
-        let rv = revision.to_string();
-        if fast {
-            let mut meta = json!({"resourceVersion": rv});
+        // Upstream's etcd3 store: with a continue token and no label or field selector (whose
+        // matches the count cannot tell), what is left at the list's revision.
+        let remaining_items = (more && filter.is_empty()).then_some(remaining);
+        let list_meta = |cont: Option<String>| {
+            let mut meta = json!({"resourceVersion": revision.to_string()});
             if let Some(c) = cont {
                 meta["continue"] = json!(c);
             }
+            if let Some(n) = remaining_items {
+                meta["remainingItemCount"] = json!(n);
+            }
+            meta
+        };
+        let rv = revision.to_string();
+        if fast {
+            let meta = list_meta(cont);
             let mut out = Vec::with_capacity(
                 raw_items.iter().map(|(b, _)| b.len() + 40).sum::<usize>() + 256,
             );
@@ -477,10 +497,7 @@ impl App {
                 &table::to_table(t.res, &items, &rv, q.get("includeObject"), true, cont),
             )),
             Accept::PartialMetadata | Accept::PartialMetadataList => {
-                let mut meta = json!({"resourceVersion": rv});
-                if let Some(c) = cont {
-                    meta["continue"] = json!(c);
-                }
+                let meta = list_meta(cont);
                 Ok(json_response(
                     StatusCode::OK,
                     &json!({
@@ -492,10 +509,7 @@ impl App {
                 ))
             }
             Accept::Json => {
-                let mut meta = json!({"resourceVersion": rv});
-                if let Some(c) = cont {
-                    meta["continue"] = json!(c);
-                }
+                let meta = list_meta(cont);
                 let list = json!({
                     "kind": format!("{}List", t.res.kind),
                     "apiVersion": t.res.api_version(),
@@ -982,7 +996,12 @@ impl App {
     ) -> ApiResult<Response> {
         let ct = request::content_type(headers);
         let patch_kind = crate::patching::PatchKind::from_content_type(&ct)?;
-        for attempt in 0..5 {
+        // Upstream's GuaranteedUpdate: a write that lost to another one is tried again on
+        // the newer object (a busy object, e.g. a pod its kubelet updates); bounded here.
+        // The merged object always carries the resourceVersion read, so a patch that set an
+        // older one explicitly fails the staleness check above on the retry, as upstream.
+        const PATCH_ATTEMPTS: usize = 100;
+        for attempt in 0..PATCH_ATTEMPTS {
             let (old, rev) = match self.get_object(t, name).await {
                 Ok(x) => x,
                 Err(e) if e.code == 404 && patch_kind == crate::patching::PatchKind::Apply => {
@@ -1034,10 +1053,7 @@ impl App {
             }
             match self.commit_update(t, name, sub, old, rev, new, q).await {
                 Err(e)
-                    if e.code == 409
-                        && e.reason == "Conflict"
-                        && attempt < 4
-                        && requested_rv.as_deref() != Some(&rev.to_string()) =>
+                    if e.code == 409 && e.reason == "Conflict" && attempt + 1 < PATCH_ATTEMPTS =>
                 {
                     continue
                 }
@@ -1436,3 +1452,22 @@ pub fn tokio_stream_from<T: Send + 'static>(
 
 /// Keeps `Map` in scope for helpers that build objects.
 pub type Object = Map<String, Value>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_including_the_latest_revision() {
+        let prefix = "/registry/podtemplates/ns/";
+        let tok = encode_continue(42, "/registry/podtemplates/ns/template-0039", prefix);
+        assert_eq!(
+            decode_continue(&tok, prefix).unwrap(),
+            (42, "/registry/podtemplates/ns/template-0039".to_string())
+        );
+        // An inconsistent-continue token (upstream's rv -1) reads at the latest revision.
+        let tok = encode_continue(-1, "/registry/podtemplates/ns/template-0039", prefix);
+        assert_eq!(decode_continue(&tok, prefix).unwrap().0, -1);
+        assert!(decode_continue("not base64!", prefix).is_err());
+    }
+}

@@ -41,6 +41,7 @@ fn schemas() -> Map<String, Value> {
     add!(
         core::Pod,
         core::ReplicationController,
+        core::PodTemplate,
         core::Service,
         core::Endpoints,
         core::Namespace,

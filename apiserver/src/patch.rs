@@ -53,6 +53,7 @@ const ERR_SET_ORDER: &str = "invalid patch format of setElementOrder list";
 const KINDS: &[&str] = &[
     "Pod",
     "ReplicationController",
+    "PodTemplate",
     "Service",
     "Endpoints",
     "Namespace",
@@ -108,6 +109,7 @@ const SCHEMA: &[Entry] = &[
     ("ReplicationController", "status", "ReplicationControllerStatus", "", ""),
     ("ReplicationControllerSpec", "template", "PodTemplateSpec", "", ""),
     ("ReplicationControllerStatus", "conditions", "ReplicationControllerCondition", "merge", "type"),
+    ("PodTemplate", "template", "PodTemplateSpec", "", ""),
     ("PodTemplateSpec", "metadata", "ObjectMeta", "", ""),
     ("PodTemplateSpec", "spec", "PodSpec", "", ""),
     ("Service", "spec", "ServiceSpec", "", ""),

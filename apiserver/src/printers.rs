@@ -69,6 +69,13 @@ const REPLICATION_CONTROLLER: &[Column] = &[
     wide(col("Selector", "string", "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template. Label keys and values that must match in order to be controlled by this replication controller, if empty defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors")),
 ];
 
+const POD_TEMPLATE: &[Column] = &[
+    NAME,
+    col("Containers", "string", TEMPLATE_NAMES),
+    col("Images", "string", TEMPLATE_IMAGES),
+    col("Pod Labels", "string", "The labels for the pod template."),
+];
+
 const SERVICE: &[Column] = &[
     NAME,
     col("Type", "string", "type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer. \"ClusterIP\" allocates a cluster-internal IP address for load-balancing to endpoints. Endpoints are determined by the selector or if that is not specified, by manual construction of an Endpoints object or EndpointSlice objects. If clusterIP is \"None\", no virtual IP is allocated and the endpoints are published as a set of endpoints rather than a virtual IP. \"NodePort\" builds on ClusterIP and allocates a port on every node which routes to the same endpoints as the clusterIP. \"LoadBalancer\" builds on NodePort and creates an external load-balancer (if supported in the current cloud) which routes to the same endpoints as the clusterIP. \"ExternalName\" aliases this service to the specified externalName. Several other fields do not apply to ExternalName services. More info: https://kubernetes.io/docs/concepts/services-networking/service/#publishing-services-service-types"),
@@ -157,6 +164,7 @@ const DEFAULT: &[Column] = &[NAME, col("Created At", "date", META_CREATED)];
 enum Kind {
     Pod,
     ReplicationController,
+    PodTemplate,
     Service,
     Endpoints,
     Namespace,
@@ -176,6 +184,7 @@ fn kind(group: &str, resource: &str) -> Kind {
     match (group, resource) {
         ("", "pods") => Kind::Pod,
         ("", "replicationcontrollers") => Kind::ReplicationController,
+        ("", "podtemplates") => Kind::PodTemplate,
         ("", "services") => Kind::Service,
         ("", "endpoints") => Kind::Endpoints,
         ("", "namespaces") => Kind::Namespace,
@@ -196,6 +205,7 @@ pub fn columns(group: &str, resource: &str) -> Vec<Column> {
     match kind(group, resource) {
         Kind::Pod => POD,
         Kind::ReplicationController => REPLICATION_CONTROLLER,
+        Kind::PodTemplate => POD_TEMPLATE,
         Kind::Service => SERVICE,
         Kind::Endpoints => ENDPOINTS,
         Kind::Namespace => NAMESPACE,
@@ -235,6 +245,16 @@ pub fn cells(group: &str, resource: &str, obj: &Value, now: DateTime<Utc>) -> Ve
                 json!(names),
                 json!(images),
                 json!(format_labels(selector)),
+            ]
+        }
+        Kind::PodTemplate => {
+            let template = &obj["template"];
+            let (names, images) = container_cells(&template["spec"]["containers"]);
+            vec![
+                name,
+                json!(names),
+                json!(images),
+                json!(format_labels(&template["metadata"]["labels"])),
             ]
         }
         Kind::Service => service_cells(obj, name, age),
@@ -1285,9 +1305,24 @@ mod tests {
             ),
             (
                 "",
-                "podtemplates",
+                "limitranges",
                 json!({"metadata": {"name": "t"}}),
                 json!(["t", "0001-01-01T00:00:00Z"]),
+            ),
+            // printPodTemplate: no age column.
+            (
+                "",
+                "podtemplates",
+                json!({"metadata": meta("pt"), "template": {
+                    "metadata": {"labels": {"app": "a", "tier": "b"}},
+                    "spec": {"containers": [{"name": "c1", "image": "i1"}, {"name": "c2", "image": "i2"}]}}}),
+                json!(["pt", "c1,c2", "i1,i2", "app=a,tier=b"]),
+            ),
+            (
+                "",
+                "podtemplates",
+                json!({"metadata": meta("empty"), "template": {"spec": {"containers": []}}}),
+                json!(["empty", "", "", "<none>"]),
             ),
         ]);
     }
@@ -1326,6 +1361,10 @@ mod tests {
         assert_eq!(
             names("", "replicationcontrollers"),
             "Name|Desired|Current|Ready|Age|Containers|Images|Selector"
+        );
+        assert_eq!(
+            names("", "podtemplates"),
+            "Name|Containers|Images|Pod Labels"
         );
         assert_eq!(
             names("discovery.k8s.io", "endpointslices"),

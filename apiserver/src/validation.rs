@@ -110,6 +110,15 @@ fn validate_kind(kind: &str, obj: &Value, old: Option<&Value>, ns: bool) -> Errs
             e.extend(secret(obj));
             e
         }
+        // ValidatePodTemplate / ValidatePodTemplateUpdate.
+        ("PodTemplate", _) => {
+            let mut e = match old {
+                Some(o) => meta_update(o),
+                None => meta_create(name_subdomain),
+            };
+            e.extend(pod_template_spec(obj.g("template"), &P::new("template")));
+            e
+        }
         ("ServiceAccount", _) => {
             let mut e = old.map(meta_update).unwrap_or_default();
             e.extend(meta_create(name_subdomain));
@@ -6007,6 +6016,22 @@ mod tests {
                 "EndpointSlice",
                 json!({"metadata": meta("es", Some("default")), "addressType": "IPv6", "endpoints": [{"addresses": ["10.1.2.3"]}], "ports": [{"port": 80}]}),
                 &[("endpoints[0].addresses[0]", INV)],
+            ),
+            // ---- PodTemplate
+            case(
+                "podtemplate ok",
+                "PodTemplate",
+                json!({"metadata": meta("t", Some("default")), "template": {"spec": {"containers": [{"name": "c", "image": "i",
+                    "imagePullPolicy": "IfNotPresent", "terminationMessagePolicy": "File"}],
+                    "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}}}),
+                &[],
+            ),
+            case(
+                "podtemplate no containers",
+                "PodTemplate",
+                json!({"metadata": meta("t", Some("default")), "template": {"spec": {"containers": [],
+                    "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}}}),
+                &[("template.spec.containers", REQ)],
             ),
             // ---- ConfigMap / Secret
             case("cm ok", "ConfigMap", cm(json!({"a.b": "x"})), &[]),

@@ -21,11 +21,14 @@ use kube::api::{Api, DeleteParams, PostParams};
 use rand::Rng;
 use regex::Regex;
 
-/// What a test gets: a client and a namespace of its own.
+/// What a test gets: a client and a namespace of its own, and for the tests that run
+/// `kubectl` (as upstream's `e2ekubectl` does, with `--kubeconfig` and `--namespace`) the
+/// cluster's kubeconfig (none: kubectl's own default).
 #[derive(Clone)]
 pub struct Ctx {
     pub client: kube::Client,
     pub ns: String,
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// One ported conformance test.
@@ -37,6 +40,8 @@ pub struct Test {
     /// The area it counts under in the summary.
     pub area: &'static str,
     pub run: fn(Ctx) -> BoxFuture<'static, anyhow::Result<()>>,
+    /// Its own time limit when upstream's waits add up to more than [`Options::timeout`].
+    pub timeout: Option<Duration>,
 }
 
 impl Test {
@@ -76,6 +81,9 @@ pub struct Options {
     pub parallel: usize,
     /// Each test's time limit.
     pub timeout: Duration,
+    /// The kubeconfig `kubectl` is given (upstream's `--kubeconfig`); none: kubectl's
+    /// default (`KUBECONFIG`, else `~/.kube/config`).
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -85,6 +93,7 @@ impl Default for Options {
             skip: None,
             parallel: 2,
             timeout: Duration::from_secs(300),
+            kubeconfig: None,
         }
     }
 }
@@ -146,8 +155,9 @@ pub async fn run(
     let one = |(i, t): (usize, Test)| {
         let (client, ns, done) = (client.clone(), namespaces.clone(), done.clone());
         let timeout = opts.timeout;
+        let kubeconfig = opts.kubeconfig.clone();
         async move {
-            let r = run_one(client, &t, timeout, &ns).await;
+            let r = run_one(client, &t, timeout, kubeconfig, &ns).await;
             let n = {
                 let mut d = done.lock().expect("lock");
                 *d += 1;
@@ -178,7 +188,13 @@ pub async fn run(
     out.into_iter().map(|(_, r)| r).collect()
 }
 
-async fn run_one(client: kube::Client, t: &Test, limit: Duration, nss: &Namespaces) -> Result {
+async fn run_one(
+    client: kube::Client,
+    t: &Test,
+    limit: Duration,
+    kubeconfig: Option<std::path::PathBuf>,
+    nss: &Namespaces,
+) -> Result {
     let start = Instant::now();
     let result = |outcome| Result {
         testname: t.testname,
@@ -198,7 +214,9 @@ async fn run_one(client: kube::Client, t: &Test, limit: Duration, nss: &Namespac
     let ctx = Ctx {
         client: client.clone(),
         ns: ns.clone(),
+        kubeconfig,
     };
+    let limit = t.timeout.unwrap_or(limit).max(limit);
     let outcome = match tokio::time::timeout(limit, (t.run)(ctx)).await {
         Ok(Ok(())) => Outcome::Passed,
         Ok(Err(e)) => Outcome::Failed(format!("{e:#}")),

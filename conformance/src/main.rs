@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         focus: args.focus.clone(),
         skip: args.skip.clone(),
         parallel: args.parallel,
+        kubeconfig: args.kubeconfig.clone(),
         ..Options::default()
     };
     let (tests, skipped) = conformance::select(conformance::all(), &opts);

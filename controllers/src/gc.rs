@@ -163,7 +163,70 @@ async fn sweep(client: &Client, kinds: &[Kind]) -> Result<(), kube::Error> {
                 })
                 .collect();
             for d in &dependents {
-                if !d.deleting {
+                if d.deleting {
+                    continue;
+                }
+                // Upstream's attemptToDeleteItem: a dependent with another owner that stays
+                // (a "solid" one) is kept; only its references to owners that are gone or
+                // waiting for their own dependents to go are removed.
+                let mut solid = false;
+                let mut dropped: Vec<&str> = vec![owner.uid.as_str()];
+                for r in d.owners.iter().filter(|r| r.uid != owner.uid) {
+                    match by_uid.get(r.uid.as_str()) {
+                        Some(o) if o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND) => {
+                            dropped.push(r.uid.as_str())
+                        }
+                        Some(_) => solid = true,
+                        None if owner_exists(client, kinds, d, r).await? => solid = true,
+                        None => dropped.push(r.uid.as_str()),
+                    }
+                }
+                if solid {
+                    let refs: Vec<&OwnerReference> = d
+                        .owners
+                        .iter()
+                        .filter(|r| !dropped.contains(&r.uid.as_str()))
+                        .collect();
+                    patch_meta(
+                        client,
+                        &kinds[d.kind],
+                        d,
+                        json!({"ownerReferences": or_null(&refs)}),
+                    )
+                    .await?;
+                } else if !objs.iter().any(|x| x.owners.iter().any(|r| r.uid == d.uid)) {
+                    // Without dependents of its own it goes in the background (upstream's
+                    // default policy for an object without an orphan or foreground
+                    // finalizer).
+                    delete(client, &kinds[d.kind], d, "Background").await?;
+                } else {
+                    // With dependents: in the foreground. Upstream's cycle guard: one that
+                    // has a dependent waiting for its own dependents first makes its
+                    // references non-blocking.
+                    let cycle = objs.iter().any(|x| {
+                        x.deleting
+                            && x.finalizers.iter().any(|f| f == FOREGROUND)
+                            && x.owners.iter().any(|r| r.uid == d.uid)
+                    });
+                    if cycle
+                        && d.owners
+                            .iter()
+                            .any(|r| r.block_owner_deletion == Some(true))
+                    {
+                        let refs: Vec<OwnerReference> = d
+                            .owners
+                            .iter()
+                            .cloned()
+                            .map(|mut r| {
+                                if r.block_owner_deletion == Some(true) {
+                                    r.block_owner_deletion = Some(false);
+                                }
+                                r
+                            })
+                            .collect();
+                        patch_meta(client, &kinds[d.kind], d, json!({"ownerReferences": refs}))
+                            .await?;
+                    }
                     delete(client, &kinds[d.kind], d, "Foreground").await?;
                 }
             }

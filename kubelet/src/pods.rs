@@ -441,6 +441,13 @@ fn restart_policy(pod: &Pod) -> String {
 }
 
 /// Whether a container that ended with `exit_code` is started again.
+/// A restartable init container (a sidecar: `restartPolicy: Always`): started in the
+/// init sequence, kept running (and restarted whatever its exit) beside the main
+/// containers, stopped after them.
+pub fn restartable(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
 pub fn should_restart(policy: &str, init: bool, exit_code: i32) -> bool {
     match policy {
         "Never" => false,
@@ -729,6 +736,16 @@ impl PodWorker {
             let spec = pod.spec.clone().unwrap_or_default();
             let mut initialized = true;
             for c in spec.init_containers.iter().flatten() {
+                if restartable(c) {
+                    // A sidecar: the sequence goes on once it has started (its startup
+                    // probe, if any, succeeded); it is kept running afterwards.
+                    self.step(pod, c, true).await;
+                    if self.sidecar_started(c) {
+                        continue;
+                    }
+                    initialized = false;
+                    break;
+                }
                 let done = self
                     .slots
                     .get(&c.name)
@@ -745,8 +762,9 @@ impl PodWorker {
                 for c in &spec.containers {
                     self.step(pod, c, false).await;
                 }
-                self.run_probes(pod).await;
             }
+            // The running containers' probes (sidecars' too, before the main containers).
+            self.run_probes(pod).await;
         }
         let newer = self.report(pod).await;
         let phase = newer
@@ -759,6 +777,22 @@ impl PodWorker {
             self.finish(pod).await;
         }
         newer
+    }
+
+    /// Whether the sidecar `c` runs and has started: no startup probe, or it succeeded
+    /// for the current container.
+    fn sidecar_started(&self, c: &Container) -> bool {
+        let Some(cur) = self.slots.get(&c.name).and_then(|s| s.current.as_ref()) else {
+            return false;
+        };
+        if !matches!(cur.run, Run::Running { .. }) {
+            return false;
+        }
+        c.startup_probe.is_none()
+            || self
+                .probes
+                .get(&c.name)
+                .is_some_and(|p| p.container_id == cur.id && p.started())
     }
 
     /// The pod reached a terminal phase: its sandbox is stopped (containers and logs
@@ -785,7 +819,12 @@ impl PodWorker {
         let pod_ip = pod_ip.unwrap_or_default();
         let now = Instant::now();
         let mut jobs = Vec::new();
-        for c in &spec.containers {
+        let sidecars = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| restartable(c));
+        for c in sidecars.chain(&spec.containers) {
             let running = self
                 .slots
                 .get(&c.name)
@@ -840,7 +879,12 @@ impl PodWorker {
             }
         }
         for (name, kind, r) in futures::future::join_all(jobs).await {
-            let fp = field_path(&name, false);
+            let is_init = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .any(|c| c.name == name);
+            let fp = field_path(&name, is_init);
             let ok = r.is_ok();
             if let Err(out) = &r {
                 ctx.recorder
@@ -874,7 +918,11 @@ impl PodWorker {
                         &format!("Container {name} failed {what} probe, will be restarted"),
                     )
                     .await;
-                let c = spec.containers.iter().find(|c| c.name == name);
+                let c = spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .find(|c| c.name == name);
                 let grace = c
                     .and_then(|c| probes::probe_of(c, kind))
                     .and_then(|p| p.termination_grace_period_seconds)
@@ -1085,7 +1133,12 @@ impl PodWorker {
         match slot.current.as_ref().map(|cur| cur.run.clone()) {
             Some(Run::Running { .. }) | Some(Run::Created) => return,
             Some(Run::Exited(t)) => {
-                if !should_restart(&restart_policy(pod), init, t.exit_code) {
+                let restarts = if restartable(c) {
+                    should_restart("Always", false, t.exit_code)
+                } else {
+                    should_restart(&restart_policy(pod), init, t.exit_code)
+                };
+                if !restarts {
                     slot.waiting = None;
                     return;
                 }
@@ -1154,22 +1207,6 @@ impl PodWorker {
             }
         };
         let no_volumes = HashMap::new();
-        let mounts = volumes::mounts(
-            pod,
-            c,
-            self.volumes.as_ref().unwrap_or(&no_volumes),
-            self.hosts.as_deref(),
-        )
-        .map(|mut m| {
-            let pod_dir = spec::pod_log_dir(&ctx.node.agent_dir, pod);
-            match volumes::termination_log(&pod_dir, c) {
-                Ok(t) => m.extend(t),
-                Err(e) => {
-                    tracing::warn!(pod = %spec::pod_desc(pod), container = %c.name, error = %e, "cannot create the termination-log file")
-                }
-            }
-            m
-        });
         let slot = self.slots.entry(c.name.clone()).or_default();
         let attempt = slot
             .current
@@ -1183,17 +1220,28 @@ impl PodWorker {
             .clone()
             .or_else(|| spec::host_network(pod).then(|| ctx.host_ip.clone()))
             .unwrap_or_default();
-        let sources = match mounts {
-            Ok(m) => crate::env::gather(&ctx.client, pod, c)
-                .await
-                .map(|s| (s, m)),
-            Err(e) => Err(e),
-        };
-        let rt = sources.map(|(sources, mounts)| spec::Runtime {
-            pod_ip: pod_ip.or_else(|| spec::host_network(pod).then(|| ctx.host_ip.clone())),
-            sources,
-            mounts,
+        // The environment first: a subPathExpr expands from it (upstream's makeMounts).
+        let sources = crate::env::gather(&ctx.client, pod, c).await;
+        let volumes_of = self.volumes.as_ref().unwrap_or(&no_volumes);
+        let rt = sources.and_then(|sources| {
+            let mut rt = spec::Runtime {
+                pod_ip: pod_ip.or_else(|| spec::host_network(pod).then(|| ctx.host_ip.clone())),
+                sources,
+                mounts: Vec::new(),
+            };
+            let envs = spec::env(pod, c, &ctx.node, &rt)?;
+            let mut m = volumes::mounts(pod, c, volumes_of, self.hosts.as_deref(), &envs)?;
+            let pod_dir = spec::pod_log_dir(&ctx.node.agent_dir, pod);
+            match volumes::termination_log(&pod_dir, c) {
+                Ok(t) => m.extend(t),
+                Err(e) => {
+                    tracing::warn!(pod = %spec::pod_desc(pod), container = %c.name, error = %e, "cannot create the termination-log file")
+                }
+            }
+            rt.mounts = m;
+            Ok(rt)
         });
+        let slot = self.slots.entry(c.name.clone()).or_default();
         let config = match rt.and_then(|rt| {
             let cfg = spec::container_config(pod, c, attempt, &image_ref, &ctx.node, &rt)?;
             Ok((cfg, crate::env::invalid_key_warnings(pod, c, &rt.sources)))
@@ -1457,12 +1505,13 @@ impl PodWorker {
                     container_id: None,
                     ready: None,
                     started: None,
+                    restartable: init && restartable(c),
                 },
                 Some(cur) => {
                     let probes = self
                         .probes
                         .get(&c.name)
-                        .filter(|p| !init && p.container_id == cur.id);
+                        .filter(|p| (!init || restartable(c)) && p.container_id == cur.id);
                     let (state, last) = match (&cur.run, &slot.waiting) {
                         (Run::Exited(t), Some(w)) => (waiting(Some(w.clone())), Some(t.clone())),
                         (Run::Exited(t), None) => (State::Terminated(t.clone()), slot.last.clone()),
@@ -1488,6 +1537,7 @@ impl PodWorker {
                         container_id: Some(format!("containerd://{}", cur.id)),
                         ready: probes.map(|p| p.ready()),
                         started: probes.map(|p| p.started()),
+                        restartable: init && restartable(c),
                     }
                 }
             }
@@ -1573,7 +1623,15 @@ impl PodWorker {
             .flatten()
             .map(|c| c.name.clone())
             .collect();
+        let sidecar_names: HashSet<String> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| restartable(c))
+            .map(|c| c.name.clone())
+            .collect();
         let mut stops = Vec::new();
+        let mut sidecar_stops = Vec::new();
         for (name, slot) in &self.slots {
             let Some(cur) = &slot.current else { continue };
             if matches!(cur.run, Run::Exited(_)) {
@@ -1614,7 +1672,12 @@ impl PodWorker {
                 pod.clone(),
                 field_path(name, inits.contains(name)),
             );
-            stops.push(async move {
+            let list = if sidecar_names.contains(name) {
+                &mut sidecar_stops
+            } else {
+                &mut stops
+            };
+            list.push(async move {
                 let mut remaining = timeout;
                 if let (Some(h), Some(c)) = (pre_stop, container) {
                     let t0 = Instant::now();
@@ -1629,7 +1692,11 @@ impl PodWorker {
                 cri.stop_container(&id, remaining).await
             });
         }
-        for r in futures::future::join_all(stops).await {
+        // As upstream: the main containers (and their preStop hooks) first, then the
+        // sidecars, so that a hook can still use them.
+        let main = futures::future::join_all(stops).await;
+        let sidecars = futures::future::join_all(sidecar_stops).await;
+        for r in main.into_iter().chain(sidecars) {
             if let Err(e) = r {
                 tracing::warn!(pod = %spec::pod_desc(pod), error = %e, "cannot stop a container");
             }

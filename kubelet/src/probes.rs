@@ -224,8 +224,14 @@ pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
     }
 }
 
-/// What a handler (probe or hook) does: exec, httpGet, tcpSocket or sleep.
+/// What a handler (probe or hook) does: exec, httpGet, tcpSocket, grpc or sleep.
 pub enum Action {
+    /// A `grpc.health.v1.Health/Check` of `service` (probes only).
+    Grpc {
+        host: String,
+        port: u16,
+        service: String,
+    },
     Exec(Vec<String>),
     Http {
         scheme: String,
@@ -257,6 +263,13 @@ pub fn action_of(p: &Probe, c: &Container, pod_ip: &str) -> Result<Action, Strin
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| pod_ip.to_string()),
             port: resolve_port(&t.port, c)?,
+        });
+    }
+    if let Some(g) = &p.grpc {
+        return Ok(Action::Grpc {
+            host: pod_ip.to_string(),
+            port: u16::try_from(g.port).map_err(|_| format!("invalid port number: {}", g.port))?,
+            service: g.service.clone().unwrap_or_default(),
         });
     }
     Err("missing probe handler".into())
@@ -343,7 +356,95 @@ pub async fn run(
             tokio::time::sleep((*d).min(timeout)).await;
             Ok(String::new())
         }
+        Action::Grpc {
+            host,
+            port,
+            service,
+        } => grpc_check(host, *port, service, timeout).await,
     }
+}
+
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    pub service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse` (status 1 is SERVING).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckResponse {
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+}
+
+/// The names of `HealthCheckResponse.ServingStatus`.
+fn serving_status_name(s: i32) -> String {
+    match s {
+        0 => "UNKNOWN".into(),
+        1 => "SERVING".into(),
+        2 => "NOT_SERVING".into(),
+        3 => "SERVICE_UNKNOWN".into(),
+        n => n.to_string(),
+    }
+}
+
+/// upstream's gRPC prober (pkg/probe/grpc): a plain-text connection to `host:port` and a
+/// `grpc.health.v1.Health/Check` of `service`, within `timeout`; SERVING succeeds, with
+/// upstream's messages for each failure.
+pub async fn grpc_check(
+    host: &str,
+    port: u16,
+    service: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let addr = host_port(host, port);
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("error: failed to connect service at {addr:?}: {e}"))?
+        .user_agent("kube-probe/1.33")
+        .map_err(|e| format!("error: failed to connect service at {addr:?}: {e}"))?
+        .connect_timeout(timeout);
+    let ch = match tokio::time::timeout(timeout, ep.connect()).await {
+        Ok(Ok(ch)) => ch,
+        Ok(Err(e)) => return Err(format!("error: failed to connect service at {addr:?}: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "timeout: failed to connect service {addr:?} within {timeout:?}"
+            ))
+        }
+    };
+    let mut g = tonic::client::Grpc::new(ch);
+    let call = async {
+        g.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        g.unary(
+            tonic::Request::new(HealthCheckRequest {
+                service: service.to_string(),
+            }),
+            http::uri::PathAndQuery::from_static("/grpc.health.v1.Health/Check"),
+            tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default(),
+        )
+        .await
+    };
+    let resp = match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {
+            return Err(format!("error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {}", s.message()))
+        }
+        Ok(Err(s)) if s.code() == tonic::Code::DeadlineExceeded => {
+            return Err(format!("timeout: health rpc did not complete within {timeout:?}"))
+        }
+        Ok(Err(s)) => return Err(format!("error: health rpc probe failed: {s}")),
+        Err(_) => return Err(format!("timeout: health rpc did not complete within {timeout:?}")),
+    };
+    if resp.status != 1 {
+        return Err(format!(
+            "service unhealthy (responded with {:?})",
+            serving_status_name(resp.status)
+        ));
+    }
+    Ok("service healthy".into())
 }
 
 fn host_port(host: &str, port: u16) -> String {
@@ -510,6 +611,52 @@ mod tests {
 
     fn probe(json: serde_json::Value) -> Probe {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_grpc_probe_checks_the_pod_ip_and_its_port() {
+        let c: Container = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        let p = probe(serde_json::json!({"grpc": {"port": 5000, "service": "s"}}));
+        match action_of(&p, &c, "10.0.0.7") {
+            Ok(Action::Grpc {
+                host,
+                port,
+                service,
+            }) => assert_eq!(
+                (host.as_str(), port, service.as_str()),
+                ("10.0.0.7", 5000, "s")
+            ),
+            _ => panic!("not a grpc action"),
+        }
+        let p = probe(serde_json::json!({"grpc": {"port": 70000}}));
+        assert!(action_of(&p, &c, "10.0.0.7").is_err());
+        assert_eq!(serving_status_name(2), "NOT_SERVING");
+    }
+
+    #[tokio::test]
+    async fn a_grpc_probe_fails_as_upstream_says() {
+        // Nothing listens: a connection failure.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let e = grpc_check("127.0.0.1", port, "", Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("error: failed to connect service at"), "{e}");
+        // A server that accepts and never answers: the RPC times out.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = l.accept().await {
+                conns.push(c);
+            }
+        });
+        let e = grpc_check("127.0.0.1", port, "", Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("timeout: "), "{e}");
+        held.abort();
     }
 
     #[test]

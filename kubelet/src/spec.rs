@@ -218,6 +218,16 @@ fn pod_labels(pod: &Pod) -> HashMap<String, String> {
     l
 }
 
+/// The groups a pod's processes get besides their primary one: its `fsGroup` first, then
+/// its `supplementalGroups` (upstream's `determineEffectiveSecurityContext` and
+/// `generatePodSandboxLinuxConfig`), so that they can read volumes owned by the fsGroup.
+fn supplemental_groups(sc: &k8s_openapi::api::core::v1::PodSecurityContext) -> Vec<i64> {
+    sc.fs_group
+        .into_iter()
+        .chain(sc.supplemental_groups.iter().flatten().copied())
+        .collect()
+}
+
 /// The sandbox config of `pod`'s `attempt`-th sandbox.
 pub fn sandbox_config(pod: &Pod, node: &NodeContext, attempt: u32) -> cri::PodSandboxConfig {
     let (name, ns, uid) = meta(pod);
@@ -254,7 +264,7 @@ pub fn sandbox_config(pod: &Pod, node: &NodeContext, attempt: u32) -> cri::PodSa
                 namespace_options: Some(namespace_options(pod)),
                 run_as_user: sc.run_as_user.map(|value| cri::Int64Value { value }),
                 run_as_group: sc.run_as_group.map(|value| cri::Int64Value { value }),
-                supplemental_groups: sc.supplemental_groups.clone().unwrap_or_default(),
+                supplemental_groups: supplemental_groups(&sc),
                 privileged,
                 ..Default::default()
             }),
@@ -754,7 +764,7 @@ pub fn container_config(
                     .or(pod_sc.run_as_group)
                     .map(|value| cri::Int64Value { value }),
                 readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-                supplemental_groups: pod_sc.supplemental_groups.clone().unwrap_or_default(),
+                supplemental_groups: supplemental_groups(&pod_sc),
                 no_new_privs: sc.allow_privilege_escalation == Some(false),
                 ..Default::default()
             }),
@@ -1199,5 +1209,38 @@ mod tests {
             ..container("b")
         };
         assert!(container_config(&p, &bad, 0, "i", &n, &rt).is_err());
+    }
+
+    #[test]
+    fn fs_group_is_a_supplemental_group() {
+        let n = node();
+        let c = container("main");
+        let mut p = pod(PodSpec {
+            containers: vec![c.clone()],
+            security_context: Some(k8s_openapi::api::core::v1::PodSecurityContext {
+                fs_group: Some(1001),
+                supplemental_groups: Some(vec![5, 6]),
+                run_as_user: Some(1000),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let groups = |p: &Pod| {
+            let sandbox = sandbox_config(p, &n, 0).linux.unwrap().security_context;
+            let cfg = container_config(p, &c, 0, "i", &n, &Runtime::default()).unwrap();
+            (
+                sandbox.unwrap().supplemental_groups,
+                cfg.linux
+                    .unwrap()
+                    .security_context
+                    .unwrap()
+                    .supplemental_groups,
+            )
+        };
+        assert_eq!(groups(&p), (vec![1001, 5, 6], vec![1001, 5, 6]));
+        if let Some(sc) = p.spec.as_mut().and_then(|s| s.security_context.as_mut()) {
+            sc.fs_group = None;
+        }
+        assert_eq!(groups(&p), (vec![5, 6], vec![5, 6]));
     }
 }

@@ -54,6 +54,8 @@ pub struct ContainerView {
     /// whether it runs).
     pub ready: Option<bool>,
     pub started: Option<bool>,
+    /// A restartable init container (a sidecar, `restartPolicy: Always`).
+    pub restartable: bool,
 }
 
 /// The pod as the kubelet sees it.
@@ -80,9 +82,19 @@ fn exit_code(v: &ContainerView) -> Option<i32> {
     }
 }
 
-/// Whether every init container completed (exit 0).
+/// Whether an init container is done: completed (exit 0), or, a sidecar, running and
+/// started.
+fn init_done(v: &ContainerView) -> bool {
+    if v.restartable {
+        matches!(v.state, State::Running { .. }) && v.started != Some(false)
+    } else {
+        exit_code(v) == Some(0)
+    }
+}
+
+/// Whether every init container is done (completed; sidecars started).
 pub fn initialized(view: &PodView) -> bool {
-    view.init.iter().all(|c| exit_code(c) == Some(0))
+    view.init.iter().all(init_done)
 }
 
 /// The pod's phase (upstream's `getPhase`). A phase the API already holds as terminal
@@ -98,7 +110,7 @@ pub fn phase(pod: &Pod, view: &PodView) -> &'static str {
         && view
             .init
             .iter()
-            .any(|c| exit_code(c).is_some_and(|e| e != 0))
+            .any(|c| !c.restartable && exit_code(c).is_some_and(|e| e != 0))
     {
         return "Failed";
     }
@@ -196,8 +208,8 @@ fn container_status(v: &ContainerView) -> ContainerStatus {
 
 fn init_status(v: &ContainerView) -> ContainerStatus {
     let mut s = container_status(v);
-    // A completed init container counts as ready (upstream).
-    if exit_code(v) == Some(0) {
+    // A completed init container counts as ready (upstream); a sidecar as a main one.
+    if !v.restartable && exit_code(v) == Some(0) {
         s.ready = true;
     }
     s
@@ -229,11 +241,7 @@ fn conditions(pod: &Pod, view: &PodView, phase: &str) -> Vec<PodCondition> {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let incomplete: Vec<&ContainerView> = view
-        .init
-        .iter()
-        .filter(|c| exit_code(c) != Some(0))
-        .collect();
+    let incomplete: Vec<&ContainerView> = view.init.iter().filter(|c| !init_done(c)).collect();
     let initialized = if incomplete.is_empty() || phase == "Succeeded" {
         condition("Initialized", true, None, None)
     } else {
@@ -247,9 +255,12 @@ fn conditions(pod: &Pod, view: &PodView, phase: &str) -> Vec<PodCondition> {
             )),
         )
     };
+    // Sidecars count for readiness as the main containers do.
     let unready: Vec<&ContainerView> = view
-        .main
+        .init
         .iter()
+        .filter(|c| c.restartable)
+        .chain(&view.main)
         .filter(|c| !matches!(c.state, State::Running { .. }) || c.ready == Some(false))
         .collect();
     let (ready, reason, message) = if phase == "Succeeded" || phase == "Failed" {
@@ -450,6 +461,7 @@ mod tests {
             container_id: Some("containerd://x".into()),
             ready: None,
             started: None,
+            restartable: false,
         };
         PodView {
             sandbox_ready: true,
@@ -675,5 +687,34 @@ mod tests {
             j["containerStatuses"][0]["state"]["terminated"]["exitCode"],
             3
         );
+    }
+
+    #[test]
+    fn a_started_sidecar_initializes_and_counts_for_readiness() {
+        let p = pod("Never", None);
+        let running = || State::Running { started_at: None };
+        let mut v = view(vec![(running(), None)], vec![running()]);
+        v.init[0].restartable = true;
+        // Running, no startup probe: started, so initialized; the pod runs and is ready.
+        assert!(initialized(&v));
+        assert_eq!(phase(&p, &v), "Running");
+        let ready = |v: &PodView| {
+            conditions(&p, v, "Running")
+                .into_iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+                .status
+        };
+        assert_eq!(ready(&v), "True");
+        // Its readiness probe fails: the pod is not ready.
+        v.init[0].ready = Some(false);
+        assert_eq!(ready(&v), "False");
+        // Its startup probe has not succeeded yet: not initialized, Pending.
+        v.init[0].started = Some(false);
+        assert!(!initialized(&v));
+        assert_eq!(phase(&p, &v), "Pending");
+        // An exited sidecar is restarted, never a failed init container.
+        v.init[0].state = State::Terminated(ended(1));
+        assert_eq!(phase(&p, &v), "Pending");
     }
 }

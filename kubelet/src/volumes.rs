@@ -7,7 +7,8 @@
 //! (configMap, secret, downwardAPI, projected) are written with upstream's atomic writer
 //! layout — the files in a timestamped `..<time>` directory, `..data` a symlink to it,
 //! each top-level name a symlink into `..data` — so an update (the pod worker rewrites
-//! them every [`RESYNC`]) swaps `..data` in one rename. A Memory emptyDir is a tmpfs
+//! them every [`RESYNC`]) swaps `..data` in one rename; with a pod `fsGroup` they belong
+//! to that group and are group-readable (upstream's `SetVolumeOwnership`). A Memory emptyDir is a tmpfs
 //! mounted on its directory (a plain directory if mounting fails); [`cleanup`] unmounts
 //! whatever is mounted under a pod's directory before it is removed. Containers get the
 //! volumes through CRI mounts (bind mounts by containerd).
@@ -345,12 +346,48 @@ fn check_relative(p: &str) -> io::Result<()> {
     Ok(())
 }
 
-fn current_payload(data_dir: &Path, payload: &Payload) -> bool {
+fn current_payload(data_dir: &Path, payload: &Payload, fs_group: Option<u32>) -> bool {
+    use std::os::unix::fs::MetadataExt;
     payload.iter().all(|(p, (bytes, mode))| {
         let f = data_dir.join(p);
+        let want = match fs_group {
+            Some(_) => mode | RO_MASK,
+            None => *mode,
+        };
         std::fs::read(&f).is_ok_and(|b| b == *bytes)
-            && std::fs::metadata(&f).is_ok_and(|m| m.permissions().mode() & 0o7777 == *mode)
+            && std::fs::metadata(&f).is_ok_and(|m| {
+                m.permissions().mode() & 0o7777 == want && fs_group.is_none_or(|g| m.gid() == g)
+            })
     }) && count_files(data_dir) == payload.len()
+}
+
+/// What upstream's `SetVolumeOwnership` adds to the mode of a read-only volume's files
+/// (`roMask`), and to its directories besides setgid (`execMask`).
+const RO_MASK: u32 = 0o440;
+const EXEC_MASK: u32 = 0o110;
+
+/// upstream's `SetVolumeOwnership` for a read-only volume (as every API-data volume is):
+/// `dir` and everything under it to group `gid`; a file's mode gains r--r-----, a
+/// directory's also setgid and x for owner and group; symlinks are not followed and
+/// keep their modes.
+fn set_volume_ownership(dir: &Path, gid: u32) -> io::Result<()> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    std::os::unix::fs::lchown(dir, None, Some(gid))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mut mask = RO_MASK;
+    if meta.is_dir() {
+        mask |= 0o2000 | EXEC_MASK;
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | mask))?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(dir)? {
+            set_volume_ownership(&e?.path(), gid)?;
+        }
+    }
+    Ok(())
 }
 
 fn count_files(dir: &Path) -> usize {
@@ -373,6 +410,16 @@ fn count_files(dir: &Path) -> usize {
 /// swapped to it by one rename, a symlink into `..data` for every top-level name, stale
 /// ones and the previous directory removed. Returns whether anything changed.
 pub fn write_atomic(dir: &Path, payload: &Payload) -> io::Result<bool> {
+    write_atomic_owned(dir, payload, None)
+}
+
+/// [`write_atomic`] for a pod with `fs_group`: before the swap, the whole volume is given
+/// to that group as upstream's `setPerms` hook does ([`set_volume_ownership`]).
+pub fn write_atomic_owned(
+    dir: &Path,
+    payload: &Payload,
+    fs_group: Option<u32>,
+) -> io::Result<bool> {
     for p in payload.keys() {
         check_relative(p)?;
     }
@@ -380,7 +427,7 @@ pub fn write_atomic(dir: &Path, payload: &Payload) -> io::Result<bool> {
     let data = dir.join("..data");
     let old = std::fs::read_link(&data).ok();
     if let Some(old) = &old {
-        if current_payload(&dir.join(old), payload) {
+        if current_payload(&dir.join(old), payload, fs_group) {
             return Ok(false);
         }
     }
@@ -399,6 +446,9 @@ pub fn write_atomic(dir: &Path, payload: &Payload) -> io::Result<bool> {
         }
         std::fs::write(&f, bytes)?;
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode))?;
+    }
+    if let Some(gid) = fs_group {
+        set_volume_ownership(dir, gid)?;
     }
     let tmp = dir.join("..data_tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -499,7 +549,13 @@ pub fn setup(
                 }
             }
         } else if let Some(p) = payload(pod, v, objs, node, rt).map_err(err)? {
-            write_atomic(&dir, &p).map_err(|e| err(e.to_string()))?;
+            let fs_group = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|sc| sc.fs_group)
+                .and_then(|g| u32::try_from(g).ok());
+            write_atomic_owned(&dir, &p, fs_group).map_err(|e| err(e.to_string()))?;
         }
         out.insert(v.name.clone(), dir);
     }
@@ -561,6 +617,7 @@ pub fn mounts(
     c: &Container,
     volumes: &HashMap<String, PathBuf>,
     hosts: Option<&Path>,
+    envs: &[(String, String)],
 ) -> Result<Vec<cri::Mount>, String> {
     let spec = pod.spec.clone().unwrap_or_default();
     let mut out = Vec::new();
@@ -579,7 +636,24 @@ pub fn mounts(
                 || v.projected.is_some()
         });
         let mut host = base.clone();
-        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        let sub = match m.sub_path_expr.as_deref().filter(|s| !s.is_empty()) {
+            Some(expr) => Some(expand_sub_path_expr(expr, envs)?),
+            None => m.sub_path.clone(),
+        };
+        if let Some(sub) = sub.as_deref().filter(|s| !s.is_empty()) {
+            if Path::new(sub).is_absolute() {
+                return Err(format!(
+                    "error SubPath `{sub}` must not be an absolute path"
+                ));
+            }
+            if Path::new(sub)
+                .components()
+                .any(|c| matches!(c, Component::ParentDir))
+            {
+                return Err(format!(
+                    "unable to provision SubPath `{sub}`: must not contain '..'"
+                ));
+            }
             check_relative(sub).map_err(|e| e.to_string())?;
             host = base.join(sub);
             if std::fs::symlink_metadata(&host).is_err() {
@@ -609,6 +683,32 @@ pub fn mounts(
         }
     }
     Ok(out)
+}
+
+/// upstream's `ExpandContainerVolumeMounts`: `subPathExpr` with `$(VAR)` expanded from
+/// the container's environment; a variable that is missing or empty is an error.
+pub fn expand_sub_path_expr(expr: &str, envs: &[(String, String)]) -> Result<String, String> {
+    let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let expanded = crate::spec::expand(expr, &|k: &str| {
+        let v = envs
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        if v.is_empty() {
+            missing.borrow_mut().insert(k.to_string());
+        }
+        Some(v)
+    });
+    let missing = missing.into_inner();
+    if !missing.is_empty() {
+        return Err(format!(
+            "missing value for {}",
+            missing.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(expanded)
 }
 
 /// The file a container may leave its termination message in, mounted at its
@@ -651,6 +751,19 @@ pub fn termination_log(pod_dir: &Path, c: &Container) -> io::Result<Option<cri::
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sub_path_expr_expands_from_the_environment() {
+        let envs = vec![
+            ("POD_NAME".to_string(), "foo".to_string()),
+            ("ANNOTATION".to_string(), String::new()),
+        ];
+        assert_eq!(expand_sub_path_expr("$(POD_NAME)", &envs).unwrap(), "foo");
+        assert_eq!(
+            expand_sub_path_expr("$(ANNOTATION)/$(POD_NAME)/$(NONE)", &envs).unwrap_err(),
+            "missing value for ANNOTATION, NONE"
+        );
+    }
+
     use super::*;
 
     fn pl(files: &[(&str, &str, u32)]) -> Payload {
@@ -724,6 +837,41 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn fs_group_owns_the_volume() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("vol");
+        // As root any group; otherwise our own.
+        let own = std::fs::metadata(tmp.path()).unwrap();
+        let gid = if own.uid() == 0 { 1001 } else { own.gid() };
+        let payload = pl(&[("a", "1", 0o400), ("sub/b", "2", 0o644)]);
+        assert!(write_atomic_owned(&dir, &payload, Some(gid)).unwrap());
+        for (f, mode) in [("a", 0o440), ("sub/b", 0o644)] {
+            let m = std::fs::metadata(dir.join(f)).unwrap();
+            assert_eq!(
+                (m.permissions().mode() & 0o7777, m.gid()),
+                (mode, gid),
+                "{f}"
+            );
+        }
+        let d = std::fs::metadata(dir.join("sub")).unwrap();
+        assert_eq!(d.gid(), gid);
+        assert_eq!(d.permissions().mode() & 0o2550, 0o2550);
+        let root = std::fs::metadata(&dir).unwrap();
+        assert_eq!(
+            (root.gid(), root.permissions().mode() & 0o2000),
+            (gid, 0o2000)
+        );
+        // The adjusted modes are what the payload asks for with that group: no rewrite.
+        assert!(!write_atomic_owned(&dir, &payload, Some(gid)).unwrap());
+        // Without a group a 0400 file stays 0400.
+        let plain = tmp.path().join("plain");
+        assert!(write_atomic(&plain, &payload).unwrap());
+        let m = std::fs::metadata(plain.join("a")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o400);
     }
 
     #[test]

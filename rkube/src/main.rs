@@ -2,6 +2,11 @@
 //! the controllers and (unless `--disable-agent`) the kubelet, on an embedded SQLite store
 //! or etcd.
 
+/// jemalloc: at 10,000 pods the server's resident memory was ~1.5 × its live heap under
+/// glibc's malloc (per-thread arenas, fragmentation after bursts).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 

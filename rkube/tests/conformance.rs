@@ -34,6 +34,7 @@ async fn the_ported_conformance_suite_passes_on_two_nodes() {
         focus: focus
             .as_deref()
             .map(|f| regex::Regex::new(f).expect("CONFORMANCE_FOCUS")),
+        kubeconfig: Some(c.kubeconfig.clone()),
         ..Options::default()
     };
     let (tests, skipped) = conformance::select(conformance::all(), &opts);

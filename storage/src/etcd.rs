@@ -658,10 +658,17 @@ impl Store for EtcdStore {
         } else {
             header_revision(resp.header())
         };
+        let items: Vec<KeyValue> = resp.kvs().iter().map(|kv| s.kv(kv)).collect();
+        let remaining = if resp.more() {
+            (resp.count().max(0) as u64).saturating_sub(items.len() as u64)
+        } else {
+            0
+        };
         Ok(ListPage {
-            items: resp.kvs().iter().map(|kv| s.kv(kv)).collect(),
+            items,
             revision,
             more: resp.more(),
+            remaining,
         })
     }
 

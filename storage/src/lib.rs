@@ -61,6 +61,9 @@ pub struct ListPage {
     pub revision: Revision,
     /// Whether keys remain after the last item of this page.
     pub more: bool,
+    /// How many keys remain after the last item of this page, at `revision` (etcd's range
+    /// count less the page; kube-apiserver's `remainingItemCount`). 0 when `more` is false.
+    pub remaining: u64,
 }
 
 #[derive(Clone, Debug, Default)]

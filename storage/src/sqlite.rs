@@ -402,13 +402,26 @@ impl Store for SqliteStore {
                     .map_err(internal)?
             };
             let more = limit > 0 && items.len() > limit;
+            let mut remaining = 0;
             if more {
                 items.truncate(limit);
+                let count_sql = format!(
+                    "SELECT COUNT(*) FROM kv
+                     JOIN (SELECT MAX(rev) AS r FROM kv WHERE key {cmp} ?1 AND key < ?2 AND rev <= ?3
+                           GROUP BY key) m ON kv.rev = m.r
+                     WHERE kv.deleted = 0"
+                );
+                let total: i64 = tx
+                    .prepare_cached(&count_sql)
+                    .and_then(|mut st| st.query_row(params![lower, end, at], |r| r.get(0)))
+                    .map_err(internal)?;
+                remaining = (total.max(0) as u64).saturating_sub(items.len() as u64);
             }
             Ok(ListPage {
                 items,
                 revision: at,
                 more,
+                remaining,
             })
         })
         .await

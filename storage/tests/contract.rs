@@ -125,6 +125,7 @@ async fn paged_list_is_consistent(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(first.items.len(), 4);
     assert!(first.more);
+    assert_eq!(first.remaining, 6, "keys left after the first page");
     // Writes after the first page are not seen by later pages of the same list.
     let k = s.get("/p/05").await.unwrap().unwrap();
     s.update("/p/05", vec![99], k.mod_revision).await.unwrap();
@@ -147,6 +148,8 @@ async fn paged_list_is_consistent(s: Arc<dyn Store>) {
             }
         }
         keys.extend(page.items.iter().map(|kv| kv.key.clone()));
+        // Counted at the list's revision: /p/99, created since, is not among them.
+        assert_eq!(page.remaining as usize, 10 - keys.len());
         if !page.more {
             break;
         }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
-use super::e2epod::{self, eventually, Matcher};
+use super::e2epod::{self, Matcher};
 use super::{agnhost_image, busybox_image, test, uuid};
 use crate::{Ctx, Test};
 
@@ -20,7 +20,6 @@ const REGEX_IPV6: &str = "(?:(?:(?:[0-9a-fA-F]{1,4}:){6}|::(?:[0-9a-fA-F]{1,4}:)
 /// How long the update tests wait for the volume to show a change (`podLogTimeout`),
 /// polling every `framework.Poll`.
 const POD_LOG_TIMEOUT: Duration = Duration::from_secs(3 * 60);
-const POLL: Duration = Duration::from_secs(2);
 
 pub fn tests() -> Vec<Test> {
     vec![
@@ -318,8 +317,9 @@ fn mode_test_pod(
 }
 
 /// A pod whose client container prints one file of the volume (with the container's
-/// resources when `resources`).
-fn resources_pod(name: &str, file: &str, resources: bool) -> anyhow::Result<Pod> {
+/// resources when `resources`): upstream's `downwardAPIVolumePodForSimpleTest`,
+/// `downwardAPIVolumeForContainerResources` and `downwardAPIVolumeForDefaultContainerResources`.
+pub(super) fn resources_pod(name: &str, file: &str, resources: bool) -> anyhow::Result<Pod> {
     let r = if resources {
         json!({"requests": {"cpu": "250m", "memory": "32Mi"}, "limits": {"cpu": "1250m", "memory": "64Mi"}})
     } else {
@@ -392,22 +392,7 @@ fn update_test_pod(
 /// Polls the client container's log until it contains `want`.
 async fn wait_for_output(ctx: &Ctx, pod: &str, want: &str) -> anyhow::Result<()> {
     let api = e2epod::api(ctx);
-    eventually(
-        POD_LOG_TIMEOUT,
-        POLL,
-        &format!("the log of pod {pod:?} to contain {want:?}"),
-        || async {
-            let l = e2epod::logs(&api, pod, "client-container")
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            if l.contains(want) {
-                Ok(())
-            } else {
-                Err(format!("log {l:?}"))
-            }
-        },
-    )
-    .await
+    e2epod::eventually_log_contains(&api, pod, "client-container", want, POD_LOG_TIMEOUT).await
 }
 
 async fn volume_update_labels(ctx: Ctx) -> anyhow::Result<()> {

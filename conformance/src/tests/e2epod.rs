@@ -341,3 +341,151 @@ pub async fn exec(
         ),
     }
 }
+
+/// Upstream's `PodClient.WaitForErrorEventOrSuccess`: polls (every 2 s, for
+/// [`POD_START_TIMEOUT`]) the events of the pod until one says its container was killed
+/// (`Killing`), could not be created (`Failed`) or a sysctl was forbidden
+/// (`SysctlForbidden`): that event; or until one says it started (`Started`): `None`.
+pub async fn wait_for_error_event_or_success(
+    ctx: &Ctx,
+    p: &Pod,
+) -> anyhow::Result<Option<k8s_openapi::api::core::v1::Event>> {
+    use k8s_openapi::api::core::v1::Event;
+    let events: Api<Event> = Api::namespaced(ctx.client.clone(), &ctx.ns);
+    // `Events.Search`: the involved object's kind, namespace, name and uid.
+    let fs = format!(
+        "involvedObject.kind=Pod,involvedObject.namespace={},involvedObject.name={},involvedObject.uid={}",
+        ctx.ns,
+        p.metadata.name.as_deref().unwrap_or_default(),
+        p.metadata.uid.as_deref().unwrap_or_default()
+    );
+    let lp = kube::api::ListParams::default().fields(&fs);
+    eventually(
+        POD_START_TIMEOUT,
+        Duration::from_secs(2),
+        "an error event or a started container",
+        || async {
+            let list = events
+                .list(&lp)
+                .await
+                .map_err(|e| format!("error in listing events: {e}"))?;
+            for e in list.items {
+                match e.reason.as_deref() {
+                    Some("Killing" | "Failed" | "SysctlForbidden") => return Ok(Some(e)),
+                    Some("Started") => return Ok(None),
+                    _ => {}
+                }
+            }
+            Err("no such event yet".into())
+        },
+    )
+    .await
+}
+
+/// Upstream's `PodClient.MatchContainerOutput`: the container's log must match the
+/// regexp `expected`.
+pub async fn match_logs(
+    api: &Api<Pod>,
+    name: &str,
+    container: &str,
+    expected: &str,
+) -> anyhow::Result<()> {
+    let out = logs(api, name, container).await?;
+    let re = regex::Regex::new(expected).context("expected output is not a regexp")?;
+    if !re.is_match(&out) {
+        bail!("failed to match regexp {expected:?} in output {out:?}");
+    }
+    Ok(())
+}
+
+/// Upstream's `e2epod.GetPodSecretUpdateTimeout`: 240 s plus the node's
+/// `node.alpha.kubernetes.io/ttl` (rkube's nodes set none), how long the configMap, secret
+/// and projected volume tests wait for the kubelet to show a change.
+pub const POD_SECRET_UPDATE_TIMEOUT: Duration = Duration::from_secs(240);
+/// Upstream's `framework.Poll`.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// gomega's `Eventually(GetPodLogs(pod, container), timeout, framework.Poll)
+/// .Should(ContainSubstring(want))`.
+pub async fn eventually_log_contains(
+    api: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    want: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    eventually(
+        timeout,
+        POLL,
+        &format!("the log of {pod}/{container} to contain {want:?}"),
+        || async {
+            let l = logs(api, pod, container)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            if l.contains(want) {
+                Ok(())
+            } else {
+                Err(format!("log {l:?}"))
+            }
+        },
+    )
+    .await
+}
+
+/// Go's `os.FileMode(perm).String()` for permission bits: `-` and `rwxrwxrwx`, `-` for
+/// unset bits.
+pub fn go_perm_string(perm: u32) -> String {
+    let mut s = String::from("-");
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if perm & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    s
+}
+
+/// Upstream's `getFileModeRegex`: the line agnhost's `mounttest --file_mode` prints for
+/// `path` with mode `mask` (0644 when none; Windows' 0775 as the alternative).
+pub fn file_mode_regex(path: &str, mask: Option<i32>) -> String {
+    let (linux, windows) = match mask {
+        None => (0o644, 0o775),
+        Some(m) => (m as u32, m as u32),
+    };
+    let path = regex::escape(path);
+    format!(
+        "(mode of file \"{path}\": {}|mode of Windows file \"{path}\": {})",
+        go_perm_string(linux),
+        go_perm_string(windows)
+    )
+}
+
+/// Upstream's `NewAgnhostPod`: one container "agnhost-container" running agnhost with
+/// `args`, the given volumes and mounts, an empty pod security context and no grace period.
+pub fn agnhost_pod(
+    name: &str,
+    volumes: serde_json::Value,
+    mounts: serde_json::Value,
+    args: &[&str],
+) -> anyhow::Result<Pod> {
+    pod(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [{
+                "name": "agnhost-container", "image": super::agnhost_image(), "args": args,
+                "volumeMounts": mounts,
+            }],
+            "volumes": volumes,
+            "securityContext": {},
+            "terminationGracePeriodSeconds": 0,
+        },
+    }))
+}
+
+/// Upstream's `nonRootTestUserID`.
+pub const NON_ROOT_TEST_USER_ID: i64 = 1000;
+
+/// Upstream's `setPodNonRootUser` (Linux): the pod runs as uid 1000.
+pub fn set_pod_non_root_user(p: &mut Pod) {
+    let spec = p.spec.get_or_insert_with(Default::default);
+    spec.security_context
+        .get_or_insert_with(Default::default)
+        .run_as_user = Some(NON_ROOT_TEST_USER_ID);
+}

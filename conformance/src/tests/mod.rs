@@ -1,21 +1,36 @@
 //! The ported tests, one file per area, each test named and described as upstream's
 //! conformance.yaml has it. Shared assertions live here.
 
+mod chunking;
+mod configmap_volume;
 mod configmaps;
 mod container_runtime;
 mod downward_api;
 mod e2epod;
+mod empty_dir;
 mod endpointslices;
 mod events;
+mod garbage_collector;
 mod init_containers;
+mod kubectl;
 mod kubelet;
+mod lease;
+mod lifecycle_hooks;
 mod namespaces;
 mod nodes;
 mod pods;
+mod podtemplates;
+mod probes;
+mod projected;
 mod replication_controller;
+mod scheduling;
 mod secrets;
+mod secrets_volume;
+mod security_context;
 mod serviceaccounts;
 mod services;
+mod subpath;
+mod version;
 mod watchers;
 
 use anyhow::{bail, Context};
@@ -30,6 +45,16 @@ macro_rules! test {
             codename: $codename,
             area: $area,
             run: |ctx| Box::pin($f(ctx)),
+            timeout: None,
+        }
+    };
+    ($area:expr, $testname:expr, $codename:expr, $f:path, timeout = $t:expr) => {
+        $crate::Test {
+            testname: $testname,
+            codename: $codename,
+            area: $area,
+            run: |ctx| Box::pin($f(ctx)),
+            timeout: Some($t),
         }
     };
 }
@@ -52,6 +77,23 @@ pub fn all() -> Vec<Test> {
     all.extend(endpointslices::tests());
     all.extend(services::tests());
     all.extend(nodes::tests());
+    all.extend(security_context::tests());
+    all.extend(empty_dir::tests());
+    all.extend(empty_dir::serial_tests());
+    all.extend(probes::tests());
+    all.extend(subpath::tests());
+    all.extend(subpath::expansion_tests());
+    all.extend(lifecycle_hooks::tests());
+    all.extend(configmap_volume::tests());
+    all.extend(secrets_volume::tests());
+    all.extend(projected::tests());
+    all.extend(version::tests());
+    all.extend(lease::tests());
+    all.extend(podtemplates::tests());
+    all.extend(chunking::tests());
+    all.extend(garbage_collector::tests());
+    all.extend(kubectl::tests());
+    all.extend(scheduling::tests());
     all
 }
 
@@ -117,6 +159,14 @@ pub fn busybox_image() -> String {
 pub fn agnhost_image() -> String {
     std::env::var("CONFORMANCE_AGNHOST_IMAGE")
         .unwrap_or_else(|_| "docker.io/rkube/testserver:1.0".into())
+}
+
+/// The image upstream's tests call `Nonewprivs` (`registry.k8s.io/e2e-test-images/nonewprivs`):
+/// `CONFORMANCE_NONEWPRIVS_IMAGE`, else rkube's (scripts/images.sh): its entrypoint, a
+/// setuid-root binary, prints `Effective uid: <euid>`.
+pub fn nonewprivs_image() -> String {
+    std::env::var("CONFORMANCE_NONEWPRIVS_IMAGE")
+        .unwrap_or_else(|_| "docker.io/rkube/nonewprivs:1.3".into())
 }
 
 /// The pause image (upstream's `imageutils.GetPauseImageName()`): `CONFORMANCE_PAUSE_IMAGE`,

@@ -79,7 +79,11 @@ fn controlled_by(p: &Pod, uid: &str) -> bool {
 
 /// Upstream's `e2epod.PodsCreated`: waits (2 s polls, 2 min) until `replicas` pods
 /// labelled name=`name` exist; returns them.
-async fn pods_created(api: &Api<Pod>, name: &str, replicas: usize) -> anyhow::Result<Vec<Pod>> {
+pub(super) async fn pods_created(
+    api: &Api<Pod>,
+    name: &str,
+    replicas: usize,
+) -> anyhow::Result<Vec<Pod>> {
     eventually(
         Duration::from_secs(120),
         Duration::from_secs(2),
