@@ -199,24 +199,25 @@ fn config_map_volume(p: &mut Pod) -> Option<&mut k8s_openapi::api::core::v1::Vol
     p.spec.as_mut()?.volumes.as_mut()?.first_mut()
 }
 
-/// Upstream's `doConfigMapE2EWithoutMappings` (`doProjectedConfigMapE2EWithoutMappings`).
-pub(super) async fn do_without_mappings(
+/// The two E2E functions' common part: a new ConfigMap `name` and a mounttest pod reading
+/// `file` (content and mode) from it at `mount`, as `as_user` and with `fs_group` (0: none).
+#[allow(clippy::too_many_arguments)]
+async fn consumer_pod(
     ctx: &Ctx,
     src: Source,
+    name: &str,
+    volume: &str,
+    mount: &str,
+    file: &str,
     as_user: bool,
     fs_group: i64,
-    default_mode: Option<i32>,
-) -> anyhow::Result<()> {
-    let name = format!("{}-{}", src.p("configmap-test-volume"), uuid());
-    let volume = src.p("configmap-volume");
-    let mount = format!("/etc/{}", src.p("configmap-volume"));
-    let file = format!("{mount}/data-1");
-    create_new_config_map(ctx, &name).await?;
+) -> anyhow::Result<Pod> {
+    create_new_config_map(ctx, name).await?;
     let mut pod = mounttest_pod(
         src,
-        &volume,
-        &name,
-        &mount,
+        volume,
+        name,
+        mount,
         &[
             &format!("--file_content={file}"),
             &format!("--file_mode={file}"),
@@ -235,6 +236,22 @@ pub(super) async fn do_without_mappings(
             sc.fs_group = Some(fs_group);
         }
     }
+    Ok(pod)
+}
+
+/// Upstream's `doConfigMapE2EWithoutMappings` (`doProjectedConfigMapE2EWithoutMappings`).
+pub(super) async fn do_without_mappings(
+    ctx: &Ctx,
+    src: Source,
+    as_user: bool,
+    fs_group: i64,
+    default_mode: Option<i32>,
+) -> anyhow::Result<()> {
+    let name = format!("{}-{}", src.p("configmap-test-volume"), uuid());
+    let volume = src.p("configmap-volume");
+    let mount = format!("/etc/{}", src.p("configmap-volume"));
+    let file = format!("{mount}/data-1");
+    let mut pod = consumer_pod(ctx, src, &name, &volume, &mount, &file, as_user, fs_group).await?;
     if let Some(v) = config_map_volume(&mut pod) {
         match src {
             Source::Plain => {
@@ -271,22 +288,7 @@ pub(super) async fn do_with_mappings(
     let volume = src.p("configmap-volume");
     let mount = format!("/etc/{}", src.p("configmap-volume"));
     let file = format!("{mount}/path/to/data-2");
-    create_new_config_map(ctx, &name).await?;
-    let mut pod = mounttest_pod(
-        src,
-        &volume,
-        &name,
-        &mount,
-        &[
-            &format!("--file_content={file}"),
-            &format!("--file_mode={file}"),
-        ],
-    )?;
-    if src == Source::Plain {
-        pod.spec
-            .get_or_insert_with(Default::default)
-            .termination_grace_period_seconds = Some(1);
-    }
+    let mut pod = consumer_pod(ctx, src, &name, &volume, &mount, &file, as_user, fs_group).await?;
     let items = vec![k8s_openapi::api::core::v1::KeyToPath {
         key: "data-2".into(),
         path: "path/to/data-2".into(),
@@ -310,14 +312,6 @@ pub(super) async fn do_with_mappings(
                     c.items = Some(items);
                 }
             }
-        }
-    }
-    if as_user {
-        e2epod::set_pod_non_root_user(&mut pod);
-    }
-    if fs_group != 0 {
-        if let Some(sc) = pod.spec.as_mut().and_then(|s| s.security_context.as_mut()) {
-            sc.fs_group = Some(fs_group);
         }
     }
     if item_mode.is_some() {
