@@ -46,6 +46,11 @@ impl KubeletClient {
         Ok(KubeletClient { tls: Arc::new(tls) })
     }
 
+    /// The TLS configuration presenting the API server's kubelet client certificate.
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
+    }
+
     /// `GET https://host:port<path_and_query>`: the kubelet's response, body streaming.
     pub async fn get(
         &self,
@@ -105,6 +110,23 @@ impl KubeletClient {
             .await
             .map_err(|e| format!("the kubelet at {addr} did not answer: {e}"))
     }
+}
+
+/// A TLS client configuration without a certificate that accepts any server (the pods and
+/// services proxy's transport, as kube-apiserver's `InsecureSkipVerify` one).
+pub fn insecure_tls() -> Arc<rustls::ClientConfig> {
+    static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+            .with_no_client_auth();
+        Arc::new(tls)
+    })
+    .clone()
 }
 
 /// Accepts any serving certificate (see the module's doc), still checking the handshake's

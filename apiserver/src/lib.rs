@@ -36,6 +36,7 @@ pub mod patching;
 pub mod pki;
 pub mod printers;
 pub mod proto;
+pub mod proxy;
 pub mod request;
 pub mod resources;
 pub mod selector;
@@ -179,6 +180,19 @@ async fn dispatch(State(app): State<Arc<App>>, req: http::Request<Body>) -> Resp
     let labels = metrics::labels(&parts.method, &route);
     let resp = if identity == Identity::Anonymous && !public {
         ApiError::unauthorized().into_response()
+    } else if let Some(p) = proxy::parse(parts.uri.path()) {
+        let upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+        proxy::serve(
+            &app,
+            p,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            body,
+            upgrade,
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
     } else if streaming::wanted(&route) {
         let upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
         streaming::serve(

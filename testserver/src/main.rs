@@ -6,6 +6,8 @@
 //!   `/echo?msg=`, `/clientip`, `/exit?code=N`, `/healthz`, `/header?key=`; UDP answers
 //!   `hostname`, `echo X`, `clientip`.
 //! - `serve-hostname [--port 9376] [--http] [--tcp] [--udp] [--close]`: the hostname.
+//! - `porter [--json-response]`: `SERVE_{PORT,TCP_PORT,TLS_PORT,UDP_PORT}_N` (module
+//!   `porter`).
 //! - `pause`: prints `Paused`, sleeps until SIGINT or SIGTERM, then exits 0.
 //! - `logs-generator [--log-lines-total N] [--run-duration D]`: N lines evenly over D
 //!   (Go durations: `20s`, `1m`), as agnhost's: klog-style on stderr,
@@ -32,6 +34,8 @@
 //!
 //! Std, threads and nix (statfs) only (one thread per connection): it must build fully
 //! static.
+
+mod porter;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -69,6 +73,7 @@ fn main() {
         "test-webserver" => test_webserver(&flags),
         "liveness" => liveness(),
         "grpc-health-checking" => grpc_health_checking(&flags),
+        "porter" => porter::main(flags.0.contains_key("json-response")),
         _ => usage(),
     };
     if let Err(e) = r {
@@ -78,7 +83,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: testserver netexec|serve-hostname|pause|logs-generator|entrypoint-tester|etc-hosts|mounttest|test-webserver|liveness|grpc-health-checking [flags]");
+    eprintln!("usage: testserver netexec|serve-hostname|pause|logs-generator|entrypoint-tester|etc-hosts|mounttest|test-webserver|liveness|grpc-health-checking|porter [flags]");
     exit(2)
 }
 

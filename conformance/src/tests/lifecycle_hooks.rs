@@ -1,5 +1,6 @@
 //! Lifecycle hooks: the conformance tests of upstream's
-//! test/e2e/common/node/lifecycle_hook.go ("Container Lifecycle Hook").
+//! test/e2e/common/node/lifecycle_hook.go ("Container Lifecycle Hook"), and "PreStop" of
+//! test/e2e/node/pre_stop.go.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{json, Value};
 
 use super::e2epod::{self, eventually};
-use super::{agnhost_image, pause_image, test};
+use super::{agnhost_image, busybox_image, pause_image, proxy, test};
 use crate::{Ctx, Test};
 
 const AREA: &str = "Lifecycle hooks";
@@ -52,7 +53,82 @@ pub fn tests() -> Vec<Test> {
             prestop_http,
             timeout = Duration::from_secs(960)
         ),
+        test!(
+            AREA,
+            "Pods, prestop hook",
+            "[sig-node] PreStop should call prestop when killing a pod [Conformance]",
+            prestop_calls_server
+        ),
     ]
+}
+
+/// Upstream's `testPreStop`: a `nettest` server pod; a tester pod whose preStop hook
+/// posts `{"Source": "prestop"}` to the server's `/write`; the tester is deleted; the
+/// server's `/read`, through pods/proxy, counts the call (5 s polls, a minute).
+async fn prestop_calls_server(ctx: Ctx) -> anyhow::Result<()> {
+    let pods = e2epod::api(&ctx);
+    let server = e2epod::pod(json!({
+        "metadata": {"name": "server"},
+        "spec": {"containers": [{
+            "name": "server",
+            "image": agnhost_image(),
+            "args": ["nettest"],
+            "ports": [{"containerPort": 8080}],
+        }]},
+    }))?;
+    pods.create(&Default::default(), &server)
+        .await
+        .context("creating pod server")?;
+    let server = e2epod::wait_for_running(&pods, "server", Duration::from_secs(5 * 60))
+        .await
+        .context("waiting for server pod to start")?;
+    let ip = server
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .context("the server pod has no IP")?;
+    let val = r#"{"Source": "prestop"}"#;
+    let tester = e2epod::pod(json!({
+        "metadata": {"name": "tester"},
+        "spec": {"containers": [{
+            "name": "tester",
+            "image": busybox_image(),
+            "command": ["sleep", "600"],
+            "lifecycle": {"preStop": {"exec": {"command": [
+                "wget", "-O-", format!("--post-data={val}"), format!("http://{ip}:8080/write"),
+            ]}}},
+        }]},
+    }))?;
+    pods.create(&Default::default(), &tester)
+        .await
+        .context("creating pod tester")?;
+    e2epod::wait_for_running(&pods, "tester", Duration::from_secs(5 * 60))
+        .await
+        .context("waiting for tester pod to start")?;
+    // Deleting pre-stop pod
+    pods.delete("tester", &DeleteParams::default())
+        .await
+        .context("deleting pod: tester")?;
+    let path = format!("/api/v1/namespaces/{}/pods/server/proxy/read", ctx.ns);
+    eventually(
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+        "validating pre-stop",
+        || async {
+            let (status, body) = proxy::get_following_redirects(&ctx.client, &path)
+                .await
+                .map_err(|e| format!("Error validating prestop: {e:#}"))?;
+            let body = String::from_utf8_lossy(&body);
+            if status != http::StatusCode::OK {
+                return Err(format!("Error validating prestop: {status}: {body}"));
+            }
+            let state: Value =
+                serde_json::from_str(&body).map_err(|e| format!("Error parsing: {e}: {body}"))?;
+            let n = state["Received"]["prestop"].as_i64().unwrap_or(0);
+            (n != 0).then_some(()).ok_or_else(|| format!("Saw: {body}"))
+        },
+    )
+    .await
 }
 
 /// `e2enode.GetRandomReadySchedulableNode`: a node that is Ready, schedulable and has no

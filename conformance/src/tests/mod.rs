@@ -7,6 +7,7 @@ mod configmaps;
 mod container_runtime;
 mod downward_api;
 mod e2epod;
+mod e2erc;
 mod empty_dir;
 mod endpointslices;
 mod events;
@@ -22,6 +23,7 @@ mod pods;
 mod podtemplates;
 mod probes;
 mod projected;
+mod proxy;
 mod replication_controller;
 mod scheduling;
 mod secrets;
@@ -94,6 +96,7 @@ pub fn all() -> Vec<Test> {
     all.extend(garbage_collector::tests());
     all.extend(kubectl::tests());
     all.extend(scheduling::tests());
+    all.extend(proxy::tests());
     all
 }
 

@@ -1,6 +1,4 @@
-//! ReplicationController: upstream's test/e2e/apps/rc.go. Not ported: "should serve a
-//! basic image on each replica with a public image" (it dials each replica through
-//! pods/proxy, which rkube does not serve).
+//! ReplicationController: upstream's test/e2e/apps/rc.go.
 
 use std::time::Duration;
 
@@ -14,7 +12,7 @@ use kube::api::{
 use serde_json::json;
 
 use super::e2epod::{self, eventually};
-use super::{httpd_image, test, uuid};
+use super::{agnhost_image, e2erc, httpd_image, proxy, test, uuid};
 use crate::{Ctx, Test};
 
 const AREA: &str = "ReplicationController";
@@ -45,7 +43,73 @@ pub fn tests() -> Vec<Test> {
             "[sig-apps] ReplicationController should get and update a ReplicationController scale [Conformance]",
             scale
         ),
+        test!(
+            AREA,
+            "Replication Controller, run basic image",
+            "[sig-apps] ReplicationController should serve a basic image on each replica with a public image [Conformance]",
+            serve_basic_image
+        ),
     ]
+}
+
+/// Upstream's `TestReplicationControllerServeImageOrFail`: an RC of one
+/// `serve-hostname` replica; the pod runs, is ready, and answers its name through
+/// pods/proxy (`e2epod.WaitForPodsResponding`: 2 s polls, 2 minutes).
+async fn serve_basic_image(ctx: Ctx) -> anyhow::Result<()> {
+    let name = format!("my-hostname-basic-{}", uuid());
+    let mut rc = new_rc(&name, 1, json!({"name": name}), &name, &agnhost_image())?;
+    if let Some(c) = rc
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.as_mut())
+        .and_then(|t| t.spec.as_mut())
+        .and_then(|s| s.containers.first_mut())
+    {
+        c.args = Some(vec!["serve-hostname".into()]);
+        c.ports = Some(vec![serde_json::from_value(
+            json!({"containerPort": 9376}),
+        )?]);
+    }
+    Api::<ReplicationController>::namespaced(ctx.client.clone(), &ctx.ns)
+        .create(&PostParams::default(), &rc)
+        .await
+        .context("creating the replication controller")?;
+    let api = e2epod::api(&ctx);
+    let pods = pods_created(&api, &name, 1).await?;
+    for p in &pods {
+        let pod = p.metadata.name.as_deref().unwrap_or_default();
+        e2epod::wait_for(
+            &api,
+            pod,
+            Duration::from_secs(5 * 60),
+            "running and ready",
+            e2erc::running_and_ready,
+        )
+        .await?;
+    }
+    for p in &pods {
+        let pod = p.metadata.name.clone().unwrap_or_default();
+        let path = format!("/api/v1/namespaces/{}/pods/{pod}/proxy", ctx.ns);
+        eventually(
+            Duration::from_secs(120),
+            Duration::from_secs(2),
+            &format!("pod {pod} to answer its name through pods/proxy"),
+            || async {
+                let (status, body) = proxy::get_following_redirects(&ctx.client, &path)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                let body = String::from_utf8_lossy(&body);
+                if status != http::StatusCode::OK {
+                    return Err(format!("status {status}: {body}"));
+                }
+                (body == pod).then_some(()).ok_or_else(|| {
+                    format!("Controller {name}: Replica {pod} expected name, got {body:?}")
+                })
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Upstream's `newRC`: `replicas` pods of one container `image_name` running `image`,
