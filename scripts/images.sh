@@ -8,8 +8,11 @@
 #   $RKUBE_IMAGES_DIR/testserver.tar  docker.io/rkube/testserver:1.0  static testserver/ crate
 #                                  (agnhost's role: entrypoint /agnhost, default args pause;
 #                                  busybox's applets beside it)
+#   $RKUBE_IMAGES_DIR/nautilus.tar  docker.io/rkube/nautilus:1.7  the testserver image with
+#                                  data.json and nautilus.jpg in / (upstream's Update Demo
+#                                  image: agnhost's plus those two files)
 # and $RKUBE_IMAGES_DIR/images.env with RKUBE_PAUSE_IMAGE / RKUBE_BUSYBOX_IMAGE /
-# RKUBE_TESTSERVER_IMAGE / RKUBE_NONEWPRIVS_IMAGE (the refs).
+# RKUBE_TESTSERVER_IMAGE / RKUBE_NONEWPRIVS_IMAGE / RKUBE_NAUTILUS_IMAGE (the refs).
 # An image whose inputs (this script, pause.c, the busybox binary, testserver's sources)
 # are unchanged is kept.
 #
@@ -25,6 +28,7 @@ OUT="${RKUBE_IMAGES_DIR:-$here/../target/images}"
 PAUSE_TAG=3.10
 TESTSERVER_TAG=1.0
 NONEWPRIVS_TAG=1.3
+NAUTILUS_TAG=1.7
 
 force=0; push=""
 while (($#)); do
@@ -181,16 +185,41 @@ else
     echo "images: $TESTSERVER_REF is up to date ($OUT/testserver.tar)"
 fi
 
+# --- nautilus ----------------------------------------------------------------------------
+# Upstream's Update Demo image (e2e-test-images/nautilus): FROM agnhost, with data.json
+# ({"image": "nautilus.jpg"}) and nautilus.jpg in its working directory, served by
+# `test-webserver` (the tests' args). Here the testserver image's layer plus those files
+# (the picture itself is a placeholder: the tests read only data.json).
+NAUTILUS_REF="docker.io/rkube/nautilus:$NAUTILUS_TAG"
+sum="$(inputs "$OUT/testserver.tar")"
+if ((force)) || [ ! -f "$OUT/nautilus.tar" ] || [ "$(cat "$OUT/.nautilus.inputs" 2>/dev/null)" != "$sum" ]; then
+    echo "images: building $NAUTILUS_REF"
+    work="$OUT/.build-nautilus"
+    rm -rf "$work"; mkdir -p "$work"
+    skopeo --insecure-policy copy -q "oci-archive:$OUT/testserver.tar:$TESTSERVER_REF" "oci:$work/from:testserver"
+    umoci unpack --image "$work/from:testserver" "$work/bundle" >/dev/null
+    rootfs="$work/bundle/rootfs"
+    printf '{\n  "image": "nautilus.jpg"\n}\n' >"$rootfs/data.json"
+    printf 'nautilus.jpg: a placeholder for the Update Demo picture\n' >"$rootfs/nautilus.jpg"
+    build nautilus "$NAUTILUS_REF" "$rootfs" \
+        --config.entrypoint /agnhost --config.cmd pause --config.workingdir / \
+        --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin
+    echo "$sum" >"$OUT/.nautilus.inputs"
+else
+    echo "images: $NAUTILUS_REF is up to date ($OUT/nautilus.tar)"
+fi
+
 cat >"$OUT/images.env" <<EOF
 RKUBE_PAUSE_IMAGE=$PAUSE_REF
 RKUBE_BUSYBOX_IMAGE=$BUSYBOX_REF
 RKUBE_TESTSERVER_IMAGE=$TESTSERVER_REF
 RKUBE_NONEWPRIVS_IMAGE=$NONEWPRIVS_REF
+RKUBE_NAUTILUS_IMAGE=$NAUTILUS_REF
 EOF
 
 # --- push --------------------------------------------------------------------------------
 if [ -n "$push" ]; then
-    for pair in "pause:$PAUSE_REF" "busybox:$BUSYBOX_REF" "testserver:$TESTSERVER_REF" "nonewprivs:$NONEWPRIVS_REF"; do
+    for pair in "pause:$PAUSE_REF" "busybox:$BUSYBOX_REF" "testserver:$TESTSERVER_REF" "nonewprivs:$NONEWPRIVS_REF" "nautilus:$NAUTILUS_REF"; do
         name="${pair%%:*}"; ref="${pair#*:}"
         dest="docker://$push/${ref#docker.io/}"
         echo "images: pushing $name to ${dest#docker://}"

@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams};
 use regex::Regex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{agnhost_image, busybox_image, e2epod, httpd_image, pause_image, test};
+use super::{agnhost_image, busybox_image, e2epod, httpd_image, pause_image, proxy, test};
 use crate::{Ctx, Test};
 
 const AREA: &str = "Kubectl";
@@ -103,6 +103,18 @@ pub fn tests() -> Vec<Test> {
             "Kubectl, logs",
             "[sig-cli] Kubectl logs logs should be able to retrieve and filter logs [Conformance]",
             logs
+        ),
+        test!(
+            AREA,
+            "Kubectl, replication controller",
+            "[sig-cli] Kubectl client Update Demo should create and stop a replication controller [Conformance]",
+            update_demo_create_and_stop
+        ),
+        test!(
+            AREA,
+            "Kubectl, scale replication controller",
+            "[sig-cli] Kubectl client Update Demo should scale a replication controller [Conformance]",
+            update_demo_scale
         ),
     ]
 }
@@ -980,4 +992,240 @@ async fn logs(ctx: Ctx) -> anyhow::Result<()> {
     .await;
     let after = kubectl(&ctx, &["delete", "pod", POD]).await.map(drop);
     r.and(after)
+}
+
+// ---------------------------------------------------------------------------
+// Update Demo
+// ---------------------------------------------------------------------------
+
+/// The image upstream's Update Demo calls nautilus
+/// (`registry.k8s.io/e2e-test-images/nautilus:1.7`: agnhost with `data.json` and
+/// `nautilus.jpg` in its working directory): `CONFORMANCE_NAUTILUS_IMAGE`, else rkube's
+/// (scripts/images.sh: the test server image with those two files).
+fn nautilus_image() -> String {
+    std::env::var("CONFORMANCE_NAUTILUS_IMAGE")
+        .unwrap_or_else(|_| "docker.io/rkube/nautilus:1.7".into())
+}
+
+/// Upstream's `update-demo/nautilus-rc.yaml.in`: two replicas serving their working
+/// directory (`test-webserver`) on port 80.
+fn nautilus_rc_yaml() -> String {
+    format!(
+        r#"apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: update-demo-nautilus
+spec:
+  replicas: 2
+  selector:
+    name: update-demo
+    version: nautilus
+  template:
+    metadata:
+      labels:
+        name: update-demo
+        version: nautilus
+    spec:
+      containers:
+      - image: {}
+        name: update-demo
+        args: ["test-webserver"]
+        ports:
+        - containerPort: 80
+          protocol: TCP
+"#,
+        nautilus_image()
+    )
+}
+
+const UPDATE_DEMO_SELECTOR: &str = "name=update-demo";
+
+/// Upstream's `trimDockerRegistry`.
+fn trim_docker_registry(image: &str) -> &str {
+    let image = image.strip_prefix("docker.io/").unwrap_or(image);
+    image.strip_prefix("library/").unwrap_or(image)
+}
+
+/// Upstream's `getUDData(jpgExpected)`: the pod's `data.json`, read through pods/proxy,
+/// names `jpg_expected`.
+async fn ud_data(ctx: &Ctx, pod: &str, jpg_expected: &str) -> anyhow::Result<()> {
+    let path = format!("/api/v1/namespaces/{}/pods/{pod}/proxy/data.json", ctx.ns);
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(5 * 60),
+        proxy::get_following_redirects(&ctx.client, &path),
+    )
+    .await
+    .context("Failed to retrieve data from container")??;
+    let body = String::from_utf8_lossy(&body);
+    ensure!(status == http::StatusCode::OK, "{status}: {body}");
+    let data: serde_json::Value = serde_json::from_str(&body)?;
+    let image = data["image"].as_str().unwrap_or_default();
+    ensure!(
+        image.contains(jpg_expected),
+        "data served up in container is inaccurate, {body} didn't contain {jpg_expected}"
+    );
+    Ok(())
+}
+
+/// Upstream's `validateController`: within `PodStartTimeout` (5 s between rounds),
+/// exactly `replicas` pods match `selector`, each with `container` running the image
+/// and serving the expected data.
+async fn validate_controller(
+    ctx: &Ctx,
+    image: &str,
+    replicas: usize,
+    container: &str,
+    selector: &str,
+    jpg_expected: &str,
+) -> anyhow::Result<()> {
+    let image = trim_docker_registry(image);
+    let pods_template = "--template={{range.items}}{{.metadata.name}} {{end}}";
+    let state_template = format!(
+        r#"--template={{{{if (exists . "status" "containerStatuses")}}}}{{{{range .status.containerStatuses}}}}{{{{if (and (eq .name "{container}") (exists . "state" "running"))}}}}true{{{{end}}}}{{{{end}}}}{{{{end}}}}"#
+    );
+    let image_template = format!(
+        r#"--template={{{{if (exists . "spec" "containers")}}}}{{{{range .spec.containers}}}}{{{{if eq .name "{container}"}}}}{{{{.image}}}}{{{{end}}}}{{{{end}}}}{{{{end}}}}"#
+    );
+    let deadline = tokio::time::Instant::now() + e2epod::POD_START_TIMEOUT;
+    let mut last = String::new();
+    'round: while tokio::time::Instant::now() < deadline {
+        let out = kubectl(
+            ctx,
+            &[
+                "get",
+                "pods",
+                "-o",
+                "template",
+                pods_template,
+                "-l",
+                selector,
+            ],
+        )
+        .await?;
+        let pods: Vec<&str> = out.split_whitespace().collect();
+        if pods.len() != replicas {
+            last = format!(
+                "Replicas for {selector}: expected={replicas} actual={}",
+                pods.len()
+            );
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        }
+        for pod in &pods {
+            let running = kubectl(
+                ctx,
+                &["get", "pods", pod, "-o", "template", &state_template],
+            )
+            .await?;
+            if running != "true" {
+                last = format!("{pod} is created but not running");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue 'round;
+            }
+            let current = kubectl(
+                ctx,
+                &["get", "pods", pod, "-o", "template", &image_template],
+            )
+            .await?;
+            if trim_docker_registry(&current) != image {
+                last = format!("{pod} is created but running wrong image; expected: {image}, actual: {current}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue 'round;
+            }
+            if let Err(e) = ud_data(ctx, pod, jpg_expected).await {
+                last = format!("{pod} is running right image but validator function failed: {e:#}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue 'round;
+            }
+        }
+        return Ok(());
+    }
+    bail!(
+        "Timed out after {} seconds waiting for {selector} pods to reach valid state: {last}",
+        e2epod::POD_START_TIMEOUT.as_secs()
+    )
+}
+
+/// `kubectl create` of the nautilus RC; its two pods serve; then `kubectl delete` stops
+/// it (`cleanupKubectlInputs`: nothing left).
+async fn update_demo_create_and_stop(ctx: Ctx) -> anyhow::Result<()> {
+    let rc = nautilus_rc_yaml();
+    let result = async {
+        kubectl_input(&ctx, &rc, &["create", "-f", "-"]).await?;
+        validate_controller(
+            &ctx,
+            &nautilus_image(),
+            2,
+            "update-demo",
+            UPDATE_DEMO_SELECTOR,
+            "nautilus.jpg",
+        )
+        .await
+    }
+    .await;
+    let cleanup = cleanup_kubectl_inputs(&ctx, &rc, &[UPDATE_DEMO_SELECTOR]).await;
+    result.and(cleanup)
+}
+
+/// The nautilus RC scaled 2 → 1 → 2 with `kubectl scale`; each time that many pods serve.
+async fn update_demo_scale(ctx: Ctx) -> anyhow::Result<()> {
+    let rc = nautilus_rc_yaml();
+    let image = nautilus_image();
+    let result = async {
+        kubectl_input(&ctx, &rc, &["create", "-f", "-"]).await?;
+        validate_controller(
+            &ctx,
+            &image,
+            2,
+            "update-demo",
+            UPDATE_DEMO_SELECTOR,
+            "nautilus.jpg",
+        )
+        .await?;
+        // scaling down the replication controller
+        kubectl(
+            &ctx,
+            &[
+                "scale",
+                "rc",
+                "update-demo-nautilus",
+                "--replicas=1",
+                "--timeout=5m",
+            ],
+        )
+        .await?;
+        validate_controller(
+            &ctx,
+            &image,
+            1,
+            "update-demo",
+            UPDATE_DEMO_SELECTOR,
+            "nautilus.jpg",
+        )
+        .await?;
+        // scaling up the replication controller
+        kubectl(
+            &ctx,
+            &[
+                "scale",
+                "rc",
+                "update-demo-nautilus",
+                "--replicas=2",
+                "--timeout=5m",
+            ],
+        )
+        .await?;
+        validate_controller(
+            &ctx,
+            &image,
+            2,
+            "update-demo",
+            UPDATE_DEMO_SELECTOR,
+            "nautilus.jpg",
+        )
+        .await
+    }
+    .await;
+    let cleanup = cleanup_kubectl_inputs(&ctx, &rc, &[UPDATE_DEMO_SELECTOR]).await;
+    result.and(cleanup)
 }
