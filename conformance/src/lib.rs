@@ -256,7 +256,28 @@ async fn create_namespace(
         .create(&PostParams::default(), &ns)
         .await?;
     nss.0.lock().expect("lock").insert(name.clone());
+    wait_for_namespace_provisioning(client, &name).await?;
     Ok(name)
+}
+
+/// Upstream's framework, after creating a test's namespace: `WaitForDefaultServiceAccountInNamespace`
+/// and `WaitForKubeRootCAInNamespace` (`ServiceAccountProvisionTimeout`, 2 minutes each):
+/// pods created before the account and the CA bundle exist would be refused.
+async fn wait_for_namespace_provisioning(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+    use kube::runtime::wait::await_condition;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let exists = |o: Option<&ServiceAccount>| o.is_some();
+    tokio::time::timeout(TIMEOUT, await_condition(accounts, "default", exists))
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out after {TIMEOUT:?} waiting for service account \"default\" in namespace {ns}"))??;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let exists = |o: Option<&ConfigMap>| o.is_some();
+    tokio::time::timeout(TIMEOUT, await_condition(maps, "kube-root-ca.crt", exists))
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out after {TIMEOUT:?} waiting for configmap \"kube-root-ca.crt\" in namespace {ns}"))??;
+    Ok(())
 }
 
 /// Counts per area: (passed, failed, skipped).
