@@ -1146,86 +1146,56 @@ async fn validate_controller(
     )
 }
 
-/// `kubectl create` of the nautilus RC; its two pods serve; then `kubectl delete` stops
-/// it (`cleanupKubectlInputs`: nothing left).
-async fn update_demo_create_and_stop(ctx: Ctx) -> anyhow::Result<()> {
+/// The nautilus RC made with `kubectl create`; its two pods serve; then, for each of
+/// `scales`, `kubectl scale` to that many replicas, which serve; at the end `kubectl
+/// delete` stops it (`cleanupKubectlInputs`: nothing left).
+async fn update_demo(ctx: &Ctx, scales: &[usize]) -> anyhow::Result<()> {
     let rc = nautilus_rc_yaml();
+    let image = nautilus_image();
+    let validate = |replicas: usize| {
+        let image = image.clone();
+        async move {
+            validate_controller(
+                ctx,
+                &image,
+                replicas,
+                "update-demo",
+                UPDATE_DEMO_SELECTOR,
+                "nautilus.jpg",
+            )
+            .await
+        }
+    };
     let result = async {
-        kubectl_input(&ctx, &rc, &["create", "-f", "-"]).await?;
-        validate_controller(
-            &ctx,
-            &nautilus_image(),
-            2,
-            "update-demo",
-            UPDATE_DEMO_SELECTOR,
-            "nautilus.jpg",
-        )
-        .await
+        kubectl_input(ctx, &rc, &["create", "-f", "-"]).await?;
+        validate(2).await?;
+        for n in scales {
+            let replicas = format!("--replicas={n}");
+            kubectl(
+                ctx,
+                &[
+                    "scale",
+                    "rc",
+                    "update-demo-nautilus",
+                    &replicas,
+                    "--timeout=5m",
+                ],
+            )
+            .await?;
+            validate(*n).await?;
+        }
+        Ok(())
     }
     .await;
-    let cleanup = cleanup_kubectl_inputs(&ctx, &rc, &[UPDATE_DEMO_SELECTOR]).await;
+    let cleanup = cleanup_kubectl_inputs(ctx, &rc, &[UPDATE_DEMO_SELECTOR]).await;
     result.and(cleanup)
 }
 
-/// The nautilus RC scaled 2 → 1 → 2 with `kubectl scale`; each time that many pods serve.
+async fn update_demo_create_and_stop(ctx: Ctx) -> anyhow::Result<()> {
+    update_demo(&ctx, &[]).await
+}
+
+/// Scaled 2 → 1 → 2.
 async fn update_demo_scale(ctx: Ctx) -> anyhow::Result<()> {
-    let rc = nautilus_rc_yaml();
-    let image = nautilus_image();
-    let result = async {
-        kubectl_input(&ctx, &rc, &["create", "-f", "-"]).await?;
-        validate_controller(
-            &ctx,
-            &image,
-            2,
-            "update-demo",
-            UPDATE_DEMO_SELECTOR,
-            "nautilus.jpg",
-        )
-        .await?;
-        // scaling down the replication controller
-        kubectl(
-            &ctx,
-            &[
-                "scale",
-                "rc",
-                "update-demo-nautilus",
-                "--replicas=1",
-                "--timeout=5m",
-            ],
-        )
-        .await?;
-        validate_controller(
-            &ctx,
-            &image,
-            1,
-            "update-demo",
-            UPDATE_DEMO_SELECTOR,
-            "nautilus.jpg",
-        )
-        .await?;
-        // scaling up the replication controller
-        kubectl(
-            &ctx,
-            &[
-                "scale",
-                "rc",
-                "update-demo-nautilus",
-                "--replicas=2",
-                "--timeout=5m",
-            ],
-        )
-        .await?;
-        validate_controller(
-            &ctx,
-            &image,
-            2,
-            "update-demo",
-            UPDATE_DEMO_SELECTOR,
-            "nautilus.jpg",
-        )
-        .await
-    }
-    .await;
-    let cleanup = cleanup_kubectl_inputs(&ctx, &rc, &[UPDATE_DEMO_SELECTOR]).await;
-    result.and(cleanup)
+    update_demo(&ctx, &[1, 2]).await
 }
