@@ -319,6 +319,22 @@ fn strings(v: &Value) -> HashSet<String> {
         .collect()
 }
 
+/// Validation of an update through `sub` (none: the object itself): as [`validate`],
+/// but `pods/ephemeralcontainers` validates as upstream's
+/// `ValidatePodEphemeralContainersUpdate`.
+pub fn validate_update(
+    res: &Resource,
+    sub: Option<&str>,
+    obj: &Value,
+    old: &Value,
+) -> ApiResult<()> {
+    if res.plural == "pods" && sub == Some("ephemeralcontainers") {
+        let errs = validation::pod_ephemeral_containers_update(obj, old, res.namespaced);
+        return invalid(res, obj, errs);
+    }
+    validate(res, obj, Some(old))
+}
+
 /// Validation of the object (and the update from `old`), as a 422 with one cause per field.
 pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
     let errs = match &res.stored_as {
@@ -331,6 +347,11 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> ApiResult<(
         ),
         None => validation::validate(res.kind, obj, old, res.namespaced),
     };
+    invalid(res, obj, errs)
+}
+
+/// `errs` as a 422 with one cause per field (none: fine).
+fn invalid(res: &Resource, obj: &Value, errs: Vec<validation::FieldError>) -> ApiResult<()> {
     if errs.is_empty() {
         return Ok(());
     }

@@ -926,7 +926,7 @@ impl App {
     ) -> ApiResult<Response> {
         let mut obj = admission::prepare_update(t.res, sub, &old, new)?;
         admission::admit_update(self, t.res, &old, &mut obj).await?;
-        admission::validate(t.res, &obj, Some(&old))?;
+        admission::validate_update(t.res, sub, &obj, &old)?;
         if q.get(APPLIED).is_none() {
             let av = t.res.api_version();
             let tracked_sub = sub.filter(|s| *s == "status");

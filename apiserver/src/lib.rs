@@ -206,7 +206,8 @@ async fn dispatch(State(app): State<Arc<App>>, req: http::Request<Body>) -> Resp
         .await
         .unwrap_or_else(IntoResponse::into_response)
     } else {
-        match axum::body::to_bytes(body, request::MAX_BODY).await {
+        let log_ws = streaming::wants_log_websocket(&parts.method, &route, &parts.headers);
+        let resp = match axum::body::to_bytes(body, request::MAX_BODY).await {
             Err(_) => ApiError::too_large().into_response(),
             Ok(bytes) => route_request(
                 &app,
@@ -218,6 +219,12 @@ async fn dispatch(State(app): State<Arc<App>>, req: http::Request<Body>) -> Resp
             )
             .await
             .unwrap_or_else(IntoResponse::into_response),
+        };
+        if log_ws {
+            let upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+            streaming::log_over_websocket(resp, &parts.headers, upgrade)
+        } else {
+            resp
         }
     };
     app.metrics

@@ -117,7 +117,8 @@ pub static RESOURCES: &[Resource] = &[
             STATUS,
         ],
         normalize: norm::<core::Pod>,
-        generation: false,
+        // Upstream ≥ 1.33: 1 on create, + 1 on any spec change (ephemeralcontainers too).
+        generation: true,
         has_status: true,
         stored_as: None,
     },

@@ -22,7 +22,16 @@
 //! same channels and status, message for message. v4 has no way to close stdin (v5's
 //! `[255, 0]`), so a v5 request with stdin is answered 400 without asking the kubelet,
 //! and kubectl falls back to SPDY/3.1, where closing a stream is part of the protocol.
-//! Any other upgrade (SPDY, WebSocket v1–v4) is relayed as it is.
+//! Any other upgrade (SPDY, WebSocket v1–v4: plain `channel.k8s.io` too) is relayed as
+//! it is: the runtime's streaming server speaks them all.
+//!
+//! `pods/{name}/log` asked for with a WebSocket upgrade is served as upstream's
+//! `StreamObject` does with `wsstream.NewReader(stream, ping, NewDefaultReaderProtocols())`:
+//! the log request is handled as any other (errors are plain HTTP answers), and its body
+//! is then sent as WebSocket messages, [`READ_CHUNK`] bytes at most each, after an
+//! empty one (the ping), ending with a normal close: binary messages for the subprotocols
+//! `binary.k8s.io` and none, base64 text for `base64.binary.k8s.io` (see
+//! [`log_over_websocket`]).
 
 use std::sync::Arc;
 
@@ -324,6 +333,187 @@ pub async fn serve(
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// Upstream's `NewDefaultReaderProtocols`: the subprotocols of a streamed read over
+/// WebSocket, and whether they carry binary messages (base64 text otherwise).
+const READER_PROTOCOLS: [(&str, bool); 3] = [
+    ("", true),
+    ("binary.k8s.io", true),
+    ("base64.binary.k8s.io", false),
+];
+
+/// The most bytes a streamed read sends in one message (upstream's `messageCopy` buffer).
+const READ_CHUNK: usize = 2048;
+
+/// Upstream's `wsstream.IsWebSocketRequest`: `Connection: upgrade` and `Upgrade: websocket`.
+fn is_websocket(headers: &HeaderMap) -> bool {
+    let has = |name: http::header::HeaderName, want: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(want))
+    };
+    has(http::header::CONNECTION, "upgrade") && has(http::header::UPGRADE, "websocket")
+}
+
+/// Whether the request is a `GET pods/{name}/log` to be answered over WebSocket.
+pub fn wants_log_websocket(method: &Method, route: &Route, headers: &HeaderMap) -> bool {
+    *method == Method::GET
+        && matches!(route, Route::Object(t)
+            if t.res.group.is_empty()
+                && t.res.plural == "pods"
+                && t.name.is_some()
+                && t.sub.as_deref() == Some("log"))
+        && is_websocket(headers)
+}
+
+/// Upstream's wsstream `handshake`: the first subprotocol the client offers (none
+/// offered counts as `""`) that the server allows; the error when there is none.
+fn negotiate<'a>(
+    headers: &HeaderMap,
+    allowed: &[(&'a str, bool)],
+) -> Result<(&'a str, bool), String> {
+    let offered: Vec<String> = headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let wanted = if offered.is_empty() {
+        vec![String::new()]
+    } else {
+        offered.clone()
+    };
+    for p in &wanted {
+        if let Some(a) = allowed.iter().find(|(a, _)| a == p) {
+            return Ok(*a);
+        }
+    }
+    let names: Vec<&str> = allowed.iter().map(|(a, _)| *a).collect();
+    Err(format!(
+        "requested protocol(s) are not supported: {offered:?}; supports {names:?}"
+    ))
+}
+
+/// The WebSocket messages of one read of a streamed body: binary, or base64 text.
+fn read_message(chunk: &[u8], binary: bool) -> tokio_tungstenite::tungstenite::Message {
+    use base64::Engine;
+    use tokio_tungstenite::tungstenite::Message;
+    if binary {
+        Message::binary(bytes::Bytes::copy_from_slice(chunk))
+    } else {
+        Message::text(base64::engine::general_purpose::STANDARD.encode(chunk))
+    }
+}
+
+/// Serves the answer `resp` of a `pods/log` request over the client's WebSocket (see
+/// the module's doc). An error answer, or a request that cannot be upgraded, is
+/// answered as it is.
+pub fn log_over_websocket(
+    resp: Response,
+    headers: &HeaderMap,
+    upgrade: Option<OnUpgrade>,
+) -> Response {
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let Some(client) = upgrade else {
+        return resp;
+    };
+    let (protocol, binary) = match negotiate(headers, &READER_PROTOCOLS) {
+        Ok(p) => p,
+        Err(msg) => {
+            return Response::builder()
+                .status(StatusCode::FORBIDDEN)
+                .body(Body::from(msg))
+                .unwrap_or_default()
+        }
+    };
+    let key = headers
+        .get(http::header::SEC_WEBSOCKET_KEY)
+        .map(|k| k.as_bytes())
+        .unwrap_or_default();
+    let mut out = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(http::header::CONNECTION, "Upgrade")
+        .header(http::header::UPGRADE, "websocket")
+        .header(
+            http::header::SEC_WEBSOCKET_ACCEPT,
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key),
+        );
+    if !protocol.is_empty() {
+        out = out.header(http::header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    let body = resp.into_body();
+    tokio::spawn(async move {
+        let client = match client.await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "log stream upgrade failed");
+                return;
+            }
+        };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(client),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        if let Err(e) = copy_to_websocket(body, ws, binary).await {
+            tracing::debug!(error = %e, "log stream over WebSocket ended with an error");
+        }
+    });
+    out.body(Body::empty()).unwrap_or_default()
+}
+
+/// Upstream's wsstream `Reader.handle`: sends the ping (an empty message), then `body`
+/// in messages of at most [`READ_CHUNK`] bytes, then a normal close; stops early when
+/// the client closes (what it sends is otherwise ignored).
+async fn copy_to_websocket<S>(body: Body, ws: S, binary: bool) -> std::io::Result<()>
+where
+    S: futures::Sink<
+            tokio_tungstenite::tungstenite::Message,
+            Error = tokio_tungstenite::tungstenite::Error,
+        > + futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures::{SinkExt, StreamExt};
+    let io = |e: tokio_tungstenite::tungstenite::Error| std::io::Error::other(e.to_string());
+    let (mut tx, mut rx) = ws.split();
+    let client_gone = async {
+        while let Some(Ok(m)) = rx.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    };
+    let send = async {
+        tx.send(read_message(&[], binary)).await.map_err(io)?;
+        let mut data = body.into_data_stream();
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            for part in chunk.chunks(READ_CHUNK) {
+                tx.send(read_message(part, binary)).await.map_err(io)?;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let result = tokio::select! {
+        r = send => r,
+        _ = client_gone => Ok(()),
+    };
+    let _ = tx.send(normal_close()).await;
+    let _ = tx.close().await;
+    result
+}
+
 /// A close frame with status 1000: client-go takes any other (even none) for an error.
 fn normal_close() -> tokio_tungstenite::tungstenite::Message {
     use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
@@ -481,6 +671,70 @@ mod tests {
         spdy.insert("upgrade", "SPDY/3.1".parse().unwrap());
         spdy.insert("x-stream-protocol-version", V5.parse().unwrap());
         assert!(!offers(&spdy, V5));
+    }
+
+    #[test]
+    fn log_websocket_protocols_are_negotiated_as_upstreams() {
+        let offer = |protos: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert("connection", "Upgrade".parse().unwrap());
+            h.insert("upgrade", "websocket".parse().unwrap());
+            if let Some(p) = protos {
+                h.insert("sec-websocket-protocol", p.parse().unwrap());
+            }
+            h
+        };
+        type Negotiated = Result<(&'static str, bool), ()>;
+        let cases: &[(Option<&str>, Negotiated)] = &[
+            (None, Ok(("", true))),
+            (Some("binary.k8s.io"), Ok(("binary.k8s.io", true))),
+            (
+                Some("base64.binary.k8s.io"),
+                Ok(("base64.binary.k8s.io", false)),
+            ),
+            // The client's order decides.
+            (
+                Some("base64.binary.k8s.io, binary.k8s.io"),
+                Ok(("base64.binary.k8s.io", false)),
+            ),
+            (Some("channel.k8s.io"), Err(())),
+        ];
+        for (offered, want) in cases {
+            let got = negotiate(&offer(*offered), &READER_PROTOCOLS).map_err(|_| ());
+            assert_eq!(&got, want, "{offered:?}");
+        }
+        assert!(is_websocket(&offer(None)));
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", "websocket".parse().unwrap());
+        assert!(!is_websocket(&h), "no Connection: upgrade");
+    }
+
+    #[tokio::test]
+    async fn a_log_is_sent_as_a_ping_then_chunks_then_a_close() {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::{protocol::Role, Message};
+        use tokio_tungstenite::WebSocketStream;
+        for binary in [true, false] {
+            let (a, b) = tokio::io::duplex(1 << 16);
+            let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+            let mut client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+            let log = vec![b'x'; READ_CHUNK + 10];
+            let task = tokio::spawn(copy_to_websocket(Body::from(log), server, binary));
+            let mut got = Vec::new();
+            while let Some(Ok(m)) = client.next().await {
+                got.push(m);
+            }
+            task.await.unwrap().unwrap();
+            let data = |n: usize| read_message(&vec![b'x'; n], binary);
+            assert_eq!(got.len(), 4, "{got:?}");
+            assert_eq!(got[0], read_message(&[], binary));
+            assert_eq!(got[1], data(READ_CHUNK));
+            assert_eq!(got[2], data(10));
+            assert!(matches!(&got[3], Message::Close(Some(f)) if f.code == 1000u16.into()));
+            if !binary {
+                assert_eq!(got[2], Message::text("eHh4eHh4eHh4eA=="));
+            }
+        }
     }
 
     #[test]

@@ -3066,6 +3066,73 @@ fn init_containers(list: &[Value], regular: &[Value], vols: &Volumes, p: &P, cx:
     e
 }
 
+/// The fields an ephemeral container may not have (upstream's
+/// `allowedEphemeralContainerFields` with `false`).
+const EPHEMERAL_FORBIDDEN_FIELDS: [&str; 8] = [
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// Upstream's `validateEphemeralContainers`: each is a valid container (as a pod's),
+/// named uniquely among all the pod's containers, targeting an existing non-ephemeral
+/// container, without ports, resources, probes, lifecycle or subPath mounts.
+fn ephemeral_containers(spec: &Value, vols: &Volumes, p: &P, cx: &PodCx) -> Errs {
+    let mut e = vec![];
+    let others: HashSet<&str> = spec
+        .arr("containers")
+        .iter()
+        .chain(spec.arr("initContainers"))
+        .map(|c| c.st("name"))
+        .collect();
+    let mut all = others.clone();
+    for (i, c) in spec.arr("ephemeralContainers").iter().enumerate() {
+        let cp = p.idx(i);
+        e.extend(container_common(c, vols, &cp, cx));
+        let name = c.st("name");
+        if !all.insert(name) {
+            e.push(duplicate(&cp.ch("name"), name));
+        }
+        let target = c.st("targetContainerName");
+        if !target.is_empty() && !others.contains(target) {
+            e.push(not_found(&cp.ch("targetContainerName"), target));
+        }
+        for k in EPHEMERAL_FORBIDDEN_FIELDS {
+            let zero = match c.g(k) {
+                Value::Null => true,
+                Value::Object(m) => m
+                    .values()
+                    .all(|v| v.is_null() || v == &serde_json::json!({})),
+                Value::Array(a) => a.is_empty(),
+                Value::String(s) => s.is_empty(),
+                _ => false,
+            };
+            if !zero {
+                e.push(forbidden(
+                    &cp.ch(k),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        for (j, vm) in c.arr("volumeMounts").iter().enumerate() {
+            for k in ["subPath", "subPathExpr"] {
+                if !vm.st(k).is_empty() {
+                    e.push(forbidden(
+                        &cp.ch("volumeMounts").idx(j).ch(k),
+                        "cannot be set for an Ephemeral Container",
+                    ));
+                }
+            }
+        }
+    }
+    e
+}
+
 // ---------------------------------------------------------------------------
 // Pods: spec-level checks
 // ---------------------------------------------------------------------------
@@ -3644,6 +3711,12 @@ fn pod_spec(spec: &Value, pod_name: Option<&str>, p: &P, is_pod: bool) -> Errs {
         &p.ch("initContainers"),
         &cx,
     ));
+    e.extend(ephemeral_containers(
+        spec,
+        &vols,
+        &p.ch("ephemeralContainers"),
+        &cx,
+    ));
     if spec.flag("hostNetwork") {
         for (i, c) in spec.arr("containers").iter().enumerate() {
             for (j, port) in c.arr("ports").iter().enumerate() {
@@ -3994,6 +4067,60 @@ fn diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
             out.push(format!("+ \t{path}: {b}"));
         }
     }
+}
+
+/// Upstream's `ValidatePodEphemeralContainersUpdate` (with `rest.BeforeUpdate`'s common
+/// metadata checks): the pod as a whole is valid, and the ephemeral containers it had
+/// are all there, unchanged (only additions).
+pub fn pod_ephemeral_containers_update(new: &Value, old: &Value, ns: bool) -> Vec<FieldError> {
+    let md = P::new("metadata");
+    let mut e = object_meta(new.g("metadata"), ns, name_path_segment, &md);
+    e.extend(object_meta_update(
+        new.g("metadata"),
+        old.g("metadata"),
+        &md,
+    ));
+    e.extend(core_object_meta_update(
+        new.g("metadata"),
+        old.g("metadata"),
+        &md,
+    ));
+    e.extend(pod_metadata_and_spec(new, ns));
+    if old
+        .g("metadata")
+        .g("annotations")
+        .get(MIRROR_ANNOTATION)
+        .is_some()
+    {
+        return vec![forbidden(
+            &P::new(""),
+            "static pods do not support ephemeral containers",
+        )];
+    }
+    let sp = P::new("spec").ch("ephemeralContainers");
+    let added = new.g("spec").arr("ephemeralContainers");
+    for o in old.g("spec").arr("ephemeralContainers") {
+        let name = o.st("name");
+        match added.iter().find(|n| n.st("name") == name) {
+            None => e.push(forbidden(
+                &sp,
+                &format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(n) if !sem_eq(o, n) => {
+                let mut lines = vec![];
+                diff(o, n, name, &mut lines);
+                e.push(forbidden(
+                    &sp.ch(name),
+                    &format!(
+                        "existing ephemeral containers {name:?} may not be changed\n{}",
+                        lines.join("\n")
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    e
 }
 
 fn pod_update(new: &Value, old: &Value, ns: bool) -> Errs {
@@ -6172,6 +6299,79 @@ mod tests {
             .into_iter()
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect()
+    }
+
+    #[test]
+    fn ephemeral_containers_updates() {
+        let with = |ecs: Value| {
+            let mut p = pod(json!({"spec": {"ephemeralContainers": ecs}}));
+            apply_defaults("Pod", &mut p);
+            p
+        };
+        let dbg = json!({"name": "debugger", "image": "busybox", "stdin": true, "tty": true});
+        let none = with(json!([]));
+        let one = with(json!([dbg.clone()]));
+        type Want = Vec<(&'static str, &'static str)>;
+        let cases: Vec<(&str, Value, &Value, Want)> = vec![
+            ("add one", one.clone(), &none, vec![]),
+            (
+                "add another",
+                with(json!([dbg.clone(), {"name": "debugger2", "image": "agnhost"}])),
+                &one,
+                vec![],
+            ),
+            (
+                "remove",
+                none.clone(),
+                &one,
+                vec![("spec.ephemeralContainers", FORB)],
+            ),
+            (
+                "change",
+                with(json!([merge(dbg.clone(), json!({"image": "nginx"}))])),
+                &one,
+                vec![("spec.ephemeralContainers.debugger", FORB)],
+            ),
+            (
+                "same name as a container",
+                with(json!([{"name": "c", "image": "busybox"}])),
+                &none,
+                vec![("spec.ephemeralContainers[0].name", DUP)],
+            ),
+            (
+                "unknown target",
+                with(json!([merge(
+                    dbg.clone(),
+                    json!({"targetContainerName": "x"})
+                )])),
+                &none,
+                vec![("spec.ephemeralContainers[0].targetContainerName", NF)],
+            ),
+            (
+                "ports and probes",
+                with(json!([merge(
+                    dbg.clone(),
+                    json!({"ports": [{"containerPort": 80}], "readinessProbe": {"exec": {"command": ["true"]}}})
+                )])),
+                &none,
+                vec![
+                    ("spec.ephemeralContainers[0].ports", FORB),
+                    ("spec.ephemeralContainers[0].readinessProbe", FORB),
+                ],
+            ),
+        ];
+        for (name, new, old, want) in cases {
+            let got = pod_ephemeral_containers_update(&new, old, true);
+            let pairs: Vec<(&str, &str)> =
+                got.iter().map(|e| (e.field.as_str(), e.reason)).collect();
+            assert_eq!(pairs, want, "{name}: {got:#?}");
+        }
+        // A plain pod update still may not touch them.
+        let got = validate("Pod", &one, Some(&none), true);
+        assert!(
+            got.iter().any(|e| e.field == "spec" && e.reason == FORB),
+            "{got:#?}"
+        );
     }
 
     #[test]

@@ -236,7 +236,17 @@ fn target_ref(pod: &Pod) -> ObjectReference {
     }
 }
 
-fn address(pod: &Pod) -> EndpointAddress {
+/// The pod's `spec.hostname` when its `spec.subdomain` names the service (upstream's
+/// endpoints and EndpointSlice controllers: the name DNS gives the endpoint).
+fn endpoint_hostname(svc: &Service, pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let hostname = spec.hostname.clone().filter(|h| !h.is_empty())?;
+    (spec.subdomain.as_deref() == Some(svc.name_any().as_str())
+        && pod.namespace() == svc.namespace())
+    .then_some(hostname)
+}
+
+fn address(svc: &Service, pod: &Pod) -> EndpointAddress {
     EndpointAddress {
         ip: pod
             .status
@@ -245,7 +255,7 @@ fn address(pod: &Pod) -> EndpointAddress {
             .unwrap_or_default(),
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
         target_ref: Some(target_ref(pod)),
-        hostname: None,
+        hostname: endpoint_hostname(svc, pod),
     }
 }
 
@@ -256,9 +266,9 @@ async fn write_endpoints(client: &Client, svc: &Service, groups: &Groups) -> Res
         .iter()
         .filter(|(_, g)| !(g.ready.is_empty() && g.not_ready.is_empty()))
         .map(|(ports, g)| {
-            let mut ready: Vec<EndpointAddress> = g.ready.iter().map(|p| address(p)).collect();
+            let mut ready: Vec<EndpointAddress> = g.ready.iter().map(|p| address(svc, p)).collect();
             let mut not_ready: Vec<EndpointAddress> =
-                g.not_ready.iter().map(|p| address(p)).collect();
+                g.not_ready.iter().map(|p| address(svc, p)).collect();
             ready.sort_by(|a, b| a.ip.cmp(&b.ip));
             not_ready.sort_by(|a, b| a.ip.cmp(&b.ip));
             EndpointSubset {
@@ -314,7 +324,7 @@ async fn write_endpoints(client: &Client, svc: &Service, groups: &Groups) -> Res
     }
 }
 
-fn endpoint(pod: &Pod, ready: bool) -> Endpoint {
+fn endpoint(svc: &Service, pod: &Pod, ready: bool) -> Endpoint {
     let terminating = pod.metadata.deletion_timestamp.is_some();
     Endpoint {
         addresses: vec![pod
@@ -329,6 +339,7 @@ fn endpoint(pod: &Pod, ready: bool) -> Endpoint {
         }),
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
         target_ref: Some(target_ref(pod)),
+        hostname: endpoint_hostname(svc, pod),
         ..Default::default()
     }
 }
@@ -358,8 +369,8 @@ async fn write_slices(client: &Client, svc: &Service, groups: &Groups) -> Result
     let mut wanted: Vec<(Vec<SlicePort>, Vec<Endpoint>)> = groups
         .iter()
         .map(|(ports, g)| {
-            let mut eps: Vec<Endpoint> = g.ready.iter().map(|p| endpoint(p, true)).collect();
-            eps.extend(g.not_ready.iter().map(|p| endpoint(p, false)));
+            let mut eps: Vec<Endpoint> = g.ready.iter().map(|p| endpoint(svc, p, true)).collect();
+            eps.extend(g.not_ready.iter().map(|p| endpoint(svc, p, false)));
             eps.sort_by(|a, b| a.addresses.cmp(&b.addresses));
             let ports = ports
                 .iter()
@@ -424,4 +435,47 @@ async fn write_slices(client: &Client, svc: &Service, groups: &Groups) -> Result
         let _ = api.delete(&s.name_any(), &DeleteParams::default()).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A pod's hostname names its endpoint only when its subdomain is the service (in the
+    /// service's namespace), as upstream's controllers.
+    #[test]
+    fn endpoint_hostname_needs_the_subdomain() {
+        let svc: Service =
+            serde_json::from_value(json!({"metadata": {"namespace": "ns", "name": "sub"}}))
+                .unwrap();
+        let pod = |ns: &str, spec: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"namespace": ns, "name": "p"},
+                "spec": spec,
+                "status": {"podIP": "10.42.0.5"}}))
+            .unwrap()
+        };
+        let with = pod(
+            "ns",
+            json!({"containers": [], "hostname": "h", "subdomain": "sub"}),
+        );
+        assert_eq!(endpoint(&svc, &with, true).hostname.as_deref(), Some("h"));
+        assert_eq!(address(&svc, &with).hostname.as_deref(), Some("h"));
+        for other in [
+            pod("ns", json!({"containers": [], "hostname": "h"})),
+            pod(
+                "ns",
+                json!({"containers": [], "hostname": "h", "subdomain": "other"}),
+            ),
+            pod(
+                "ns2",
+                json!({"containers": [], "hostname": "h", "subdomain": "sub"}),
+            ),
+            pod("ns", json!({"containers": [], "subdomain": "sub"})),
+        ] {
+            assert_eq!(endpoint(&svc, &other, true).hostname, None);
+            assert_eq!(address(&svc, &other).hostname, None);
+        }
+    }
 }

@@ -29,6 +29,7 @@ pub mod cri;
 pub mod env;
 mod events;
 pub mod hooks;
+pub mod hostports;
 pub mod logs;
 pub mod node;
 pub mod pods;
@@ -226,6 +227,11 @@ async fn run_with_runtime(
         registry.clone(),
         shutdown.clone(),
     ));
+    let hostports_task = tokio::spawn(hostports::run(
+        client.clone(),
+        cfg.clone(),
+        shutdown.clone(),
+    ));
     let server_task = tokio::spawn(server::run(
         cfg.clone(),
         listener,
@@ -240,8 +246,16 @@ async fn run_with_runtime(
         "routes to other nodes",
         "pods",
         "kubelet server",
+        "host ports",
     ];
-    let tasks = vec![node_task, network_task, routes_task, pods_task, server_task];
+    let tasks = vec![
+        node_task,
+        network_task,
+        routes_task,
+        pods_task,
+        server_task,
+        hostports_task,
+    ];
     let (r, i, rest) = futures::future::select_all(tasks).await;
     for t in rest {
         t.abort();

@@ -22,6 +22,11 @@
 //! whose phase is terminal has its sandbox stopped and is left alone until deleted.
 //! Runtime objects carry the pod's uid as a label: a worker starting on a pod adopts
 //! the sandbox and containers already there (a kubelet restart restarts nothing).
+//!
+//! Ephemeral containers (added through `pods/ephemeralcontainers`) are started in the
+//! running sandbox as upstream's `computePodActions` does: once each, even before the
+//! pod is initialized, and never restarted; they are reported in
+//! `status.ephemeralContainerStatuses` and do not count for the pod's phase or readiness.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -425,6 +430,37 @@ fn nanos_to_system(ns: i64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
 }
 
+/// The pod's ephemeral containers as the containers they run as (upstream runs an
+/// `EphemeralContainerCommon` as a `Container`: the same fields, `targetContainerName`
+/// aside).
+pub fn ephemeral_containers(pod: &Pod) -> Vec<Container> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .filter_map(|ec| {
+            let mut v = serde_json::to_value(ec).ok()?;
+            v.as_object_mut()?.remove("targetContainerName");
+            serde_json::from_value(v).ok()
+        })
+        .collect()
+}
+
+fn is_ephemeral(pod: &Pod, name: &str) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .any(|ec| ec.name == name)
+}
+
+/// The container's field path in events, as upstream's `ref.GetReference`.
+fn field_path_in(pod: &Pod, c: &str, init: bool) -> String {
+    if is_ephemeral(pod, c) {
+        format!("spec.ephemeralContainers{{{c}}}")
+    } else {
+        field_path(c, init)
+    }
+}
+
 fn field_path(c: &str, init: bool) -> String {
     if init {
         format!("spec.initContainers{{{c}}}")
@@ -656,6 +692,11 @@ impl PodWorker {
         }
         let images: HashMap<String, String> = all_containers(pod)
             .map(|(c, _)| (c.name.clone(), c.image.clone().unwrap_or_default()))
+            .chain(
+                ephemeral_containers(pod)
+                    .into_iter()
+                    .map(|c| (c.name, c.image.unwrap_or_default())),
+            )
             .collect();
         for (name, mut list) in by_name {
             list.sort_by_key(|s| s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
@@ -762,6 +803,10 @@ impl PodWorker {
                 for c in &spec.containers {
                     self.step(pod, c, false).await;
                 }
+            }
+            // Ephemeral containers may start before the pod is initialized.
+            for c in ephemeral_containers(pod) {
+                self.step_ephemeral(pod, &c).await;
             }
             // The running containers' probes (sidecars' too, before the main containers).
             self.run_probes(pod).await;
@@ -1187,10 +1232,20 @@ impl PodWorker {
         self.start(pod, c, init).await;
     }
 
+    /// Starts an ephemeral container that has no container yet (a failed create is
+    /// retried after its back-off); one that ran is never restarted.
+    async fn step_ephemeral(&mut self, pod: &Pod, c: &Container) {
+        let slot = self.slots.entry(c.name.clone()).or_default();
+        if slot.current.is_some() || slot.retry_at.is_some_and(|t| t > SystemTime::now()) {
+            return;
+        }
+        self.start(pod, c, false).await;
+    }
+
     /// Pulls (per the pull policy), creates and starts the container's next attempt.
     async fn start(&mut self, pod: &Pod, c: &Container, init: bool) {
         let ctx = self.ctx.clone();
-        let fp = field_path(&c.name, init);
+        let fp = field_path_in(pod, &c.name, init);
         let Some(sandbox) = self.sandbox.as_ref() else {
             return;
         };
@@ -1557,6 +1612,10 @@ impl PodWorker {
                 .map(|c| one(c, true))
                 .collect(),
             main: spec.containers.iter().map(|c| one(c, false)).collect(),
+            ephemeral: ephemeral_containers(pod)
+                .iter()
+                .map(|c| one(c, false))
+                .collect(),
         }
     }
 
@@ -1641,7 +1700,7 @@ impl PodWorker {
                 ctx.recorder
                     .pod(
                         pod,
-                        Some(&field_path(name, inits.contains(name))),
+                        Some(&field_path_in(pod, name, inits.contains(name))),
                         NORMAL,
                         "Killing",
                         &format!("Stopping container {name}"),
@@ -1670,7 +1729,7 @@ impl PodWorker {
             let (ctx, pod, fp) = (
                 ctx.clone(),
                 pod.clone(),
-                field_path(name, inits.contains(name)),
+                field_path_in(pod, name, inits.contains(name)),
             );
             let list = if sidecar_names.contains(name) {
                 &mut sidecar_stops
@@ -1847,6 +1906,35 @@ mod tests {
         ];
         for (container, want) in cases {
             assert_eq!(pull_policy(&container), want, "{:?}", container.image);
+        }
+    }
+
+    #[test]
+    fn ephemeral_containers_run_as_containers() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "main", "image": "busybox"}],
+                "ephemeralContainers": [{
+                    "name": "debugger", "image": "busybox", "command": ["sh"],
+                    "stdin": true, "tty": true, "targetContainerName": "main",
+                }],
+            },
+        }))
+        .unwrap();
+        let ecs = ephemeral_containers(&pod);
+        assert_eq!(ecs.len(), 1);
+        assert_eq!(ecs[0].name, "debugger");
+        assert_eq!(ecs[0].image.as_deref(), Some("busybox"));
+        assert_eq!(ecs[0].command, Some(vec!["sh".to_string()]));
+        assert_eq!((ecs[0].stdin, ecs[0].tty), (Some(true), Some(true)));
+        let cases = [
+            ("debugger", false, "spec.ephemeralContainers{debugger}"),
+            ("main", false, "spec.containers{main}"),
+            ("init", true, "spec.initContainers{init}"),
+        ];
+        for (name, init, want) in cases {
+            assert_eq!(field_path_in(&pod, name, init), want);
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct PodView {
     pub pod_ip: Option<String>,
     pub init: Vec<ContainerView>,
     pub main: Vec<ContainerView>,
+    /// The ephemeral containers: reported, but of no account for the phase or readiness.
+    pub ephemeral: Vec<ContainerView>,
 }
 
 fn restart_policy(pod: &Pod) -> &str {
@@ -213,6 +215,16 @@ fn init_status(v: &ContainerView) -> ContainerStatus {
         s.ready = true;
     }
     s
+}
+
+/// An ephemeral container's status: never ready, and no `started` (upstream's prober
+/// sets both only for init and regular containers).
+fn ephemeral_status(v: &ContainerView) -> ContainerStatus {
+    ContainerStatus {
+        ready: false,
+        started: None,
+        ..container_status(v)
+    }
 }
 
 fn condition(type_: &str, ok: bool, reason: Option<&str>, message: Option<String>) -> PodCondition {
@@ -363,6 +375,8 @@ pub fn pod_status(pod: &Pod, view: &PodView, host_ip: &str, qos: &str, now: &Tim
         init_container_statuses: (!view.init.is_empty())
             .then(|| view.init.iter().map(init_status).collect()),
         container_statuses: Some(view.main.iter().map(container_status).collect()),
+        ephemeral_container_statuses: (!view.ephemeral.is_empty())
+            .then(|| view.ephemeral.iter().map(ephemeral_status).collect()),
         qos_class: Some(qos.into()),
         nominated_node_name: observed.nominated_node_name,
         message: observed.message,
@@ -473,6 +487,7 @@ mod tests {
                 .map(cv)
                 .collect(),
             main: main.into_iter().enumerate().map(cv).collect(),
+            ephemeral: Vec::new(),
         }
     }
 
@@ -716,5 +731,44 @@ mod tests {
         // An exited sidecar is restarted, never a failed init container.
         v.init[0].state = State::Terminated(ended(1));
         assert_eq!(phase(&p, &v), "Pending");
+    }
+
+    #[test]
+    fn ephemeral_containers_are_reported_apart() {
+        let p = pod("Always", Some("Running"));
+        let mut v = view(vec![(running(), None)], vec![]);
+        assert!(pod_status(&p, &v, "h", "BestEffort", &t(10))
+            .ephemeral_container_statuses
+            .is_none());
+        let mut debugger = v.main[0].clone();
+        debugger.name = "debugger".into();
+        v.ephemeral.push(debugger.clone());
+        // An exited ephemeral container changes neither the phase nor readiness.
+        debugger.name = "debugger2".into();
+        debugger.state = State::Terminated(ended(1));
+        v.ephemeral.push(debugger);
+        let s = pod_status(&p, &v, "h", "BestEffort", &t(10));
+        let j = serde_json::to_value(&s).unwrap();
+        let cases: &[(&str, serde_json::Value)] = &[
+            ("/phase", json!("Running")),
+            ("/conditions/2/type", json!("Ready")),
+            ("/conditions/2/status", json!("True")),
+            ("/containerStatuses/0/name", json!("c0")),
+            ("/ephemeralContainerStatuses/0/name", json!("debugger")),
+            (
+                "/ephemeralContainerStatuses/0/state/running/startedAt",
+                json!("1970-01-01T00:00:05Z"),
+            ),
+            ("/ephemeralContainerStatuses/0/ready", json!(false)),
+            ("/ephemeralContainerStatuses/1/name", json!("debugger2")),
+            (
+                "/ephemeralContainerStatuses/1/state/terminated/exitCode",
+                json!(1),
+            ),
+        ];
+        for (ptr, want) in cases {
+            assert_eq!(j.pointer(ptr), Some(want), "{ptr}");
+        }
+        assert_eq!(j.pointer("/ephemeralContainerStatuses/0/started"), None);
     }
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, CNAME, SOA, SRV};
+use hickory_proto::rr::rdata::{A, CNAME, PTR, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -133,15 +133,18 @@ enum Found {
 pub fn answer(idx: &Index, domain: &Name, query: &Message) -> Option<Message> {
     let q = query.queries.first()?;
     let name = q.name().to_lowercase();
-    if !domain.zone_of(&name) {
-        return None;
-    }
+    let found = if domain.zone_of(&name) {
+        lookup(idx, domain, &name)
+    } else {
+        // A reverse name of a service's or a headless endpoint's IP (CoreDNS's kubernetes
+        // plugin serves in-addr.arpa and falls through for other addresses).
+        Found::Records(vec![reverse(idx, domain, &name)?])
+    };
     let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
     resp.metadata.authoritative = true;
     resp.metadata.recursion_desired = query.metadata.recursion_desired;
     resp.metadata.recursion_available = true;
     resp.add_query(q.clone());
-    let found = lookup(idx, domain, &name);
     match found {
         Found::Records(records) => {
             let qt = q.query_type();
@@ -301,6 +304,33 @@ fn lookup(idx: &Index, domain: &Name, name: &Name) -> Found {
         }
         _ => Found::Missing,
     }
+}
+
+/// The PTR record of `name` (`d.c.b.a.in-addr.arpa.`) when a.b.c.d is a service's
+/// cluster IP (`<svc>.<ns>.svc.<domain>`) or a headless service's ready endpoint
+/// (`<hostname-or-dashed-ip>.<svc>.<ns>.svc.<domain>`).
+fn reverse(idx: &Index, domain: &Name, name: &Name) -> Option<Record> {
+    let net = name.parse_arpa_name().ok()?;
+    let IpAddr::V4(ip) = net.addr() else {
+        return None;
+    };
+    if net.prefix_len() != 32 {
+        return None;
+    }
+    let target = idx.services.iter().find_map(|((ns, svc), e)| {
+        if e.cluster_ip == Some(ip) && !e.headless {
+            return Some(format!("{svc}.{ns}.svc"));
+        }
+        let (_, h, _) = e.endpoints.iter().find(|(eip, _, _)| *eip == ip)?;
+        e.headless
+            .then(|| format!("{}.{svc}.{ns}.svc", endpoint_label(ip, h.as_deref())))
+    })?;
+    let target = Name::from_str(&target).ok()?.append_domain(domain).ok()?;
+    Some(Record::from_rdata(
+        name.clone(),
+        TTL,
+        RData::PTR(PTR(target)),
+    ))
 }
 
 /// A headless endpoint's DNS label: its hostname, else its IP with dashes.
@@ -562,6 +592,27 @@ mod tests {
             rdata(&ask("10-42-1-5.ns.pod.cluster.local.", RecordType::A).unwrap()),
             ["10.42.1.5"]
         );
+    }
+
+    /// PTR of a cluster IP and of a headless service's endpoints, as CoreDNS's; other
+    /// reverse names are forwarded.
+    #[test]
+    fn reverse_names() {
+        let m = ask("20.0.43.10.in-addr.arpa.", RecordType::PTR).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(rdata(&m), ["web.ns.svc.cluster.local."]);
+        assert_eq!(
+            rdata(&ask("7.0.42.10.in-addr.arpa.", RecordType::PTR).unwrap()),
+            ["db-0.db.ns.svc.cluster.local."]
+        );
+        assert_eq!(
+            rdata(&ask("8.0.42.10.in-addr.arpa.", RecordType::PTR).unwrap()),
+            ["10-42-0-8.db.ns.svc.cluster.local."]
+        );
+        // Not ready, or no one's: the node's resolvers.
+        assert!(ask("9.0.42.10.in-addr.arpa.", RecordType::PTR).is_none());
+        assert!(ask("1.2.0.192.in-addr.arpa.", RecordType::PTR).is_none());
+        assert!(ask("0.43.10.in-addr.arpa.", RecordType::PTR).is_none());
     }
 
     #[test]

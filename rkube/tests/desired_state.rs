@@ -280,6 +280,43 @@ fn a_stopped_nodes_pods_are_replaced_and_namespaces_and_endpoints_follow() {
         "--for=jsonpath={.metadata.deletionTimestamp}",
         "--timeout=60s",
     ]);
+    // As upstream's taint manager: the pod got its DisruptionTarget condition before the
+    // deletion, and a TaintManagerEviction event.
+    let cond = e.run(&[
+        "get",
+        "pod",
+        &before[0].0,
+        "--ignore-not-found",
+        "-o",
+        "jsonpath={.metadata.name}:{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}",
+    ]);
+    // (Unless the pod is already gone.)
+    assert!(
+        cond.is_empty() || cond.ends_with(":DeletionByTaintManager"),
+        "DisruptionTarget reason {cond:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let msgs = e.run(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!(
+                "involvedObject.name={},reason=TaintManagerEviction",
+                before[0].0
+            ),
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        if msgs.contains(&format!("Marking for deletion Pod default/{}", before[0].0)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no TaintManagerEviction event: {msgs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let running: Vec<_> = e
