@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(gcc make pkg-config ca-certificates protobuf-compiler libprotobuf-dev etcd-server etcd-client
-    containerd runc containernetworking-plugins docker-registry busybox-static umoci skopeo file
+    containerd runc containernetworking-plugins docker-registry busybox-static umoci skopeo file bzip2
     curl iproute2 util-linux haproxy)
 
 missing=()

@@ -2,7 +2,8 @@
 # Builds rkube's test images offline, as OCI archives that `ctr -n k8s.io images import`
 # takes and that name their images in full (the archive's org.opencontainers.image.ref.name):
 #   $RKUBE_IMAGES_DIR/pause.tar    docker.io/rkube/pause:3.10      static scripts/pause.c
-#   $RKUBE_IMAGES_DIR/busybox.tar  docker.io/rkube/busybox:<M.m>   Debian's busybox-static
+#   $RKUBE_IMAGES_DIR/busybox.tar  docker.io/rkube/busybox:<M.m>   upstream's busybox of the
+#                                  installed busybox-static's version, built from source
 #   $RKUBE_IMAGES_DIR/nonewprivs.tar  docker.io/rkube/nonewprivs:1.3  static scripts/nnp.c,
 #                                  setuid root (upstream's nonewprivs image)
 #   $RKUBE_IMAGES_DIR/testserver.tar  docker.io/rkube/testserver:1.0  static testserver/ crate
@@ -20,7 +21,8 @@
 #
 # --push copies the images to a plain-HTTP registry (e.g. one from scripts/registry.sh)
 # as HOST:PORT/rkube/pause:3.10 and HOST:PORT/rkube/busybox:<M.m>.
-# Needs gcc, umoci, skopeo and busybox-static: scripts/deps.sh installs them.
+# Needs gcc, make, bzip2, umoci, skopeo and busybox-static: scripts/deps.sh installs them;
+# the busybox source comes from Debian's archive (`apt-get source`).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,6 +53,51 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install 
 fi
 # 1:1.35.0-4+deb12u1+b1 -> 1.35
 BUSYBOX_TAG="$(dpkg-query -W -f='${Version}' busybox-static | sed -E 's/^[0-9]+://; s/^([0-9]+\.[0-9]+).*/\1/')"
+
+# upstream_busybox DIR: prints the path of upstream's busybox of the installed
+# busybox-static's version (1.35.0), built static from upstream's release tarball (Debian's
+# .orig.tar, fetched with `apt-get source`) with defconfig and the settings Docker's busybox
+# image adds, cached in DIR. Not Debian's binary: Debian patches ash
+# (revert-9c143ce52da11ec3d21a3491c3749841d3dc10f0.patch) to drop, at start, environment
+# variables whose names are not shell names ("p-data-1", "a-b"), so `sh -c env` loses them;
+# upstream's ash, hence the busybox image upstream's tests use, passes them on (the envFrom
+# tests' "data-1=value-1"). Fails (non-zero) when the source cannot be had or built.
+upstream_busybox() {
+    local dir="$1" ver srcver work
+    ver="$(dpkg-query -W -f='${Version}' busybox-static | sed -E 's/^[0-9]+://; s/-[^-]*$//')"
+    srcver="$(dpkg-query -W -f='${source:Version}' busybox-static)"
+    if [ -x "$dir/$ver/busybox" ]; then echo "$dir/$ver/busybox"; return 0; fi
+    work="$dir/.work"; rm -rf "$work"; mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/src" "$work/parts"
+    # The machine's own Debian sources, as deb-src, in a private apt state (the system's
+    # lists and configuration are left alone).
+    : >"$work/sources.list"
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] && sed -E 's/^Types:.*/Types: deb-src/' "$f" >"$work/parts/$(basename "$f")"
+    done
+    [ -f /etc/apt/sources.list ] && sed -nE 's/^deb[[:space:]]/deb-src /p' /etc/apt/sources.list >"$work/sources.list"
+    local apt=(-o "Dir::Etc::SourceList=$work/sources.list" -o "Dir::Etc::SourceParts=$work/parts"
+        -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Get::List-Cleanup=0 -qq)
+    apt-get "${apt[@]}" update >&2 || return 1
+    (cd "$work/src" && { apt-get "${apt[@]}" source --download-only "busybox=$srcver" >&2 \
+        || apt-get "${apt[@]}" source --download-only busybox >&2; }) || return 1
+    local orig; orig="$(ls "$work/src"/busybox_"$ver".orig.tar.* 2>/dev/null | head -1)"
+    [ -n "$orig" ] || { echo "images: no busybox_$ver.orig.tar.* among Debian's busybox sources" >&2; return 1; }
+    tar -xf "$orig" -C "$work" || return 1
+    (
+        cd "$work/busybox-$ver" &&
+        make defconfig >/dev/null &&
+        for c in STATIC AR FEATURE_AR_CREATE FEATURE_AR_LONG_FILENAMES; do
+            sed -i -E "s/^# CONFIG_$c is not set\$/CONFIG_$c=y/" .config
+        done &&
+        sed -i -E 's/^CONFIG_LAST_SUPPORTED_WCHAR=.*/CONFIG_LAST_SUPPORTED_WCHAR=0/' .config &&
+        make oldconfig </dev/null >/dev/null &&
+        make -j"$(nproc)" busybox >"$work/build.log" 2>&1
+    ) || { echo "images: building busybox $ver failed (see $work/build.log)" >&2; return 1; }
+    mkdir -p "$dir/$ver"
+    cp "$work/busybox-$ver/busybox" "$dir/$ver/busybox"
+    rm -rf "$work"
+    echo "$dir/$ver/busybox"
+}
 
 PAUSE_REF="docker.io/rkube/pause:$PAUSE_TAG"
 BUSYBOX_REF="docker.io/rkube/busybox:$BUSYBOX_TAG"
@@ -115,16 +162,22 @@ else
 fi
 
 # --- busybox -----------------------------------------------------------------------------
-sum="$(inputs "$BUSYBOX")"
+if UPSTREAM_BUSYBOX="$(upstream_busybox "$OUT/.busybox-upstream")"; then
+    IMAGE_BUSYBOX="$UPSTREAM_BUSYBOX"
+else
+    echo "images: WARNING: upstream's busybox could not be built: the busybox image gets Debian's, whose sh drops environment variables named like 'p-data-1'" >&2
+    IMAGE_BUSYBOX="$BUSYBOX"
+fi
+sum="$(inputs "$IMAGE_BUSYBOX")"
 if ((force)) || [ ! -f "$OUT/busybox.tar" ] || [ "$(cat "$OUT/.busybox.inputs" 2>/dev/null)" != "$sum" ]; then
     echo "images: building $BUSYBOX_REF"
     rootfs="$OUT/.build-busybox/rootfs"
     rm -rf "$OUT/.build-busybox"; mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,var,home,proc,sys,dev}
     chmod 1777 "$rootfs/tmp"; chmod 700 "$rootfs/root"
-    cp "$BUSYBOX" "$rootfs/bin/busybox"
+    cp "$IMAGE_BUSYBOX" "$rootfs/bin/busybox"
     # Every applet as a link to /bin/busybox at the path busybox itself gives it
     # (bin/sh, usr/bin/wget, usr/bin/nc, usr/bin/nslookup, bin/sleep, bin/cat, ...).
-    "$BUSYBOX" --list-full | while read -r applet; do
+    "$IMAGE_BUSYBOX" --list-full | while read -r applet; do
         [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
         # As the busybox image upstream's tests use (Docker's busybox): every applet in
         # /bin too (e.g. /bin/sysctl, /bin/ip).
@@ -145,7 +198,7 @@ fi
 # A std-only Rust binary linked statically (crt-static), beside a static busybox's
 # applets (agnhost's image is Alpine's: tests exec cat, sh, nc ... in it).
 root="$here/.."
-sum="$(inputs "$BUSYBOX" "$root/testserver/Cargo.toml" $(find "$root/testserver/src" -type f -name '*.rs' | sort))"
+sum="$(inputs "$IMAGE_BUSYBOX" "$root/testserver/Cargo.toml" $(find "$root/testserver/src" -type f -name '*.rs' | sort))"
 if ((force)) || [ ! -f "$OUT/testserver.tar" ] || [ "$(cat "$OUT/.testserver.inputs" 2>/dev/null)" != "$sum" ]; then
     echo "images: building $TESTSERVER_REF"
     command -v cargo >/dev/null || { echo "images: cargo is missing (rustup)" >&2; exit 1; }
@@ -167,16 +220,29 @@ if ((force)) || [ ! -f "$OUT/testserver.tar" ] || [ "$(cat "$OUT/.testserver.inp
     cp "$rootfs/testserver" "$rootfs/agnhost"
     ln -s agnhost "$rootfs/agnhost-2"
     mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc}
-    cp "$BUSYBOX" "$rootfs/bin/busybox"
-    "$BUSYBOX" --list-full | while read -r applet; do
+    # The busybox image's (upstream's when it could be built): its sh finds commands
+    # through PATH, as Alpine's does, so the image's nc (below) is the one tests run;
+    # Debian's static busybox runs its own applets first.
+    cp "$IMAGE_BUSYBOX" "$rootfs/bin/busybox"
+    "$IMAGE_BUSYBOX" --list-full | while read -r applet; do
         [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
     done
     # agnhost's image has curl (hooks run `curl http://...`): a GET of the URL argument
     # through busybox's wget, its other arguments (curl's flags) ignored.
+    # --connect-timeout / --max-time / -m become wget's -T.
     printf '%s\n' '#!/bin/sh' '# curl URL: busybox wget -q -O - URL (rkube testserver image)' \
-        'url=""; for a in "$@"; do case "$a" in -*) ;; *) url="$a" ;; esac; done' \
-        'exec wget -q -O - "$url"' >"$rootfs/usr/bin/curl"
+        'url=""; t=""; next=""' \
+        'for a in "$@"; do' \
+        '  if [ -n "$next" ]; then [ "$next" = t ] && t="${a%%.*}"; next=""; continue; fi' \
+        '  case "$a" in --connect-timeout|--max-time|-m) next=t ;; -o|-w|--interface|-H|-X|-d) next=x ;; -*) ;; *) url="$a" ;; esac' \
+        'done' \
+        'exec wget -q ${t:+-T "$t"} -O - "$url"' >"$rootfs/usr/bin/curl"
     chmod 755 "$rootfs/usr/bin/curl"
+    # agnhost's image has netcat-openbsd: nc is the test server's (busybox's lacks -u/-z/-v).
+    ln -sf /testserver "$rootfs/usr/bin/nc"
+    # The DNS tests' probers (upstream's jessie-dnsutils: dig, getent; busybox has
+    # hostname -i): the test server's.
+    for tool in dig getent; do ln -sf /testserver "$rootfs/usr/bin/$tool"; done
     build testserver "$TESTSERVER_REF" "$rootfs" \
         --config.entrypoint /agnhost --config.cmd pause --config.workingdir / \
         --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin

@@ -2,6 +2,10 @@
 //! agnhost's subcommands and flags, so pod specs written for agnhost run unchanged with
 //! `image: docker.io/rkube/testserver:1.0`.
 //!
+//! - `nc`, when called by that name (the image's `/usr/bin/nc`): netcat-openbsd's
+//!   `nc [-vztu] [-w SEC] HOST PORT` (module `nc`).
+//! - `dig`, `getent` (when called by those names: the image's `/usr/bin/dig`,
+//!   `/usr/bin/getent`), `dns-suffix`, `dns-server-list`: module `dnsutil`.
 //! - `netexec [--http-port 8080] [--udp-port 8081]`: HTTP `/` (the time), `/hostname`,
 //!   `/echo?msg=`, `/clientip`, `/exit?code=N`, `/healthz`, `/header?key=`; UDP answers
 //!   `hostname`, `echo X`, `clientip`.
@@ -32,10 +36,10 @@
 //! The image, as agnhost's: `/agnhost` (entrypoint, default args `pause`), `/agnhost-2`
 //! (for tests that override the entrypoint) and `/testserver`, all this binary.
 //!
-//! Std, threads and nix (statfs) only (one thread per connection): it must build fully
-//! static.
+//! Std, threads, nix (statfs), hickory-proto (DNS messages) and rustls/rcgen (porter's
+//! TLS) only (one thread per connection): it must build fully static.
 
-mod porter;
+mod dnsutil;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -43,11 +47,26 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::exit;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod nc;
+mod porter;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The image's `nc` is a link to this binary (agnhost's image has netcat-openbsd).
+    let argv0 = std::env::args().next().unwrap_or_default();
+    if argv0.rsplit('/').next() == Some("nc") {
+        exit(nc::main(&args))
+    }
+    // The DNS tools (module `dnsutil`): linked as `dig`/`getent`, or subcommands.
+    if let Some(code) = dnsutil::run(argv0.rsplit('/').next().unwrap_or_default(), &args) {
+        exit(code)
+    }
     let Some((cmd, rest)) = args.split_first() else {
         usage()
     };
+    if let Some(code) = dnsutil::run(cmd, rest) {
+        exit(code)
+    }
     if cmd == "entrypoint-tester" {
         // Before flag parsing: its arguments are anything.
         let argv: Vec<String> = std::env::args().collect();
@@ -445,8 +464,9 @@ fn netexec(flags: &Flags) -> Result<(), String> {
 }
 
 fn netexec_udp(msg: &str, peer: SocketAddr) -> Option<String> {
-    let msg = msg.trim();
-    let (cmd, arg) = msg.split_once(' ').unwrap_or((msg, ""));
+    // As agnhost: the request lower-cased (`hostName` is `hostname`).
+    let msg = msg.trim().to_lowercase();
+    let (cmd, arg) = msg.split_once(' ').unwrap_or((msg.as_str(), ""));
     match cmd {
         "hostname" => Some(hostname()),
         "echo" => Some(arg.to_string()),
@@ -464,7 +484,7 @@ fn netexec_http(req: &Request) -> Response {
                 .unwrap_or_default();
             Response::ok(format!("NOW: {}.{:09}", now.as_secs(), now.subsec_nanos()))
         }
-        "/hostname" => Response::ok(hostname()),
+        "/hostname" | "/hostName" => Response::ok(hostname()),
         "/echo" => {
             // As agnhost's echoHandler logs it (tests read it from the log).
             eprintln!("GET /echo?msg={}&code={}", q("msg"), q("code"));
@@ -1061,8 +1081,16 @@ fn serve_conn(
         let (_method, target, version) = (
             parts.next().unwrap_or(""),
             parts.next().unwrap_or("/"),
-            parts.next().unwrap_or("HTTP/1.0"),
+            parts.next().unwrap_or(""),
         );
+        // As Go's net/http: a line that is no request line (`hostName` from
+        // `echo hostName | nc HOST PORT`) is answered 400 at once, and the connection closed.
+        if !version.starts_with("HTTP/") {
+            out.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request",
+            )?;
+            return Ok(());
+        }
         let mut headers = BTreeMap::new();
         loop {
             let mut h = String::new();
