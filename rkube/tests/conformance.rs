@@ -15,8 +15,26 @@ use support::{node_ready, wait_for_within, Agent, Cluster};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ported_conformance_suite_passes_on_two_nodes() {
     let cidr = support::unique_cluster_cidr();
-    let c = Cluster::start_with_agent(&["--node-name", "conf-a", "--cluster-cidr", &cidr]);
-    let _b = Agent::start(&c, "conf-b", &[]);
+    // Both nodes on this machine's own address (not 127.0.0.1): upstream's tests reach
+    // nodes from pods at their InternalIP (NodePorts, hostPorts), and a pod's loopback is
+    // its own.
+    let ip = host_ip();
+    let c = Cluster::start_with_agent(&[
+        "--node-name",
+        "conf-a",
+        "--cluster-cidr",
+        &cidr,
+        "--node-ip",
+        &ip,
+    ]);
+    let place = support::AgentPlace {
+        server: &c.url,
+        node_ip: &ip,
+        netns: None,
+        registry: format!("http://{}", support::shared_registry()),
+    };
+    // Without a service proxy: the server's node already has one on this network.
+    let _b = Agent::start_at(&c, "conf-b", &place, &["--disable-kube-proxy"]);
     let nodes: Api<Node> = Api::all(c.client());
     for n in ["conf-a", "conf-b"] {
         wait_for_within(
@@ -59,4 +77,18 @@ async fn the_ported_conformance_suite_passes_on_two_nodes() {
         .collect();
     assert!(failures.is_empty(), "failed:\n{}", failures.join("\n"));
     assert_eq!(results.len(), selected);
+}
+
+/// This machine's address on its default route (127.0.0.1 when it has none).
+fn host_ip() -> String {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            // No packet is sent: connecting a UDP socket only picks the route.
+            s.connect("8.8.8.8:53")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string())
 }

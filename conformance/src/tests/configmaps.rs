@@ -15,6 +15,12 @@ pub fn tests() -> Vec<Test> {
     vec![
         test!(
             AREA,
+            "ConfigMap, from environment variables",
+            "[sig-node] ConfigMap should be consumable via the environment [NodeConformance] [Conformance]",
+            env_from
+        ),
+        test!(
+            AREA,
             "ConfigMap, from environment field",
             "[sig-node] ConfigMap should be consumable via environment variable [NodeConformance] [Conformance]",
             env_field
@@ -55,6 +61,40 @@ async fn create_test_config_map(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("unable to create test configMap {name}"))?;
     Ok(())
+}
+
+/// Every key of a ConfigMap is an environment variable (envFrom configMapRef), also with a prefix.
+async fn env_from(ctx: Ctx) -> anyhow::Result<()> {
+    let name = format!("configmap-test-{}", uuid());
+    create_test_config_map(&ctx, &name).await?;
+    let pod = e2epod::pod(json!({
+        "metadata": {"name": format!("pod-configmaps-{}", uuid())},
+        "spec": {
+            "containers": [{
+                "name": "env-test", "image": busybox_image(), "command": ["sh", "-c", "env"],
+                "envFrom": [
+                    {"configMapRef": {"name": name}},
+                    {"prefix": "p-", "configMapRef": {"name": name}},
+                ],
+            }],
+            "restartPolicy": "Never",
+        },
+    }))?;
+    e2epod::test_container_output(
+        &ctx,
+        "consume configMaps",
+        pod,
+        0,
+        &[
+            "data-1=value-1",
+            "data-2=value-2",
+            "data-3=value-3",
+            "p-data-1=value-1",
+            "p-data-2=value-2",
+            "p-data-3=value-3",
+        ],
+    )
+    .await
 }
 
 /// A ConfigMap value is an environment variable (configMapKeyRef).

@@ -5,11 +5,13 @@ mod chunking;
 mod configmap_volume;
 mod configmaps;
 mod container_runtime;
+mod dns;
 mod downward_api;
 mod e2epod;
 mod e2erc;
 mod empty_dir;
 mod endpointslices;
+mod ephemeral_containers;
 mod events;
 mod garbage_collector;
 mod init_containers;
@@ -18,6 +20,7 @@ mod kubelet;
 mod lease;
 mod lifecycle_hooks;
 mod namespaces;
+mod networking;
 mod nodes;
 mod pods;
 mod podtemplates;
@@ -31,7 +34,10 @@ mod secrets_volume;
 mod security_context;
 mod serviceaccounts;
 mod services;
+mod services_net;
 mod subpath;
+mod svcjig;
+mod taints;
 mod version;
 mod watchers;
 
@@ -97,6 +103,11 @@ pub fn all() -> Vec<Test> {
     all.extend(kubectl::tests());
     all.extend(scheduling::tests());
     all.extend(proxy::tests());
+    all.extend(taints::tests());
+    all.extend(services_net::tests());
+    all.extend(networking::tests());
+    all.extend(dns::tests());
+    all.extend(ephemeral_containers::tests());
     all
 }
 

@@ -1,7 +1,8 @@
 //! Pods: upstream's test/e2e/common/node/pods.go and the QOS test of
-//! test/e2e/node/pods.go ("Pods Extended"). Not ported: the two websocket tests
-//! (`channel.k8s.io` exec and `binary.k8s.io` logs; the `kube` client speaks only
-//! v4/v5.channel.k8s.io) and the ephemeral-container ones.
+//! test/e2e/node/pods.go ("Pods Extended"). The websocket tests open their WebSocket as
+//! upstream's `e2ewebsocket.OpenWebSocketForURL` does, with the subprotocol they name
+//! (`channel.k8s.io`, `binary.k8s.io`; `kube`'s own `connect` offers only
+//! v4/v5.channel.k8s.io), through the `kube` client's connection and credentials.
 
 use std::time::Duration;
 
@@ -68,6 +69,18 @@ pub fn tests() -> Vec<Test> {
             "Pods, patching status",
             "[sig-node] Pods should patch a pod status [Conformance]",
             patch_status
+        ),
+        test!(
+            AREA,
+            "Pods, remote command execution over websocket",
+            "[sig-node] Pods should support remote command execution over websockets [NodeConformance] [Conformance]",
+            exec_over_websocket
+        ),
+        test!(
+            AREA,
+            "Pods, logs from websockets",
+            "[sig-node] Pods should support retrieving logs from the container over websockets [NodeConformance] [Conformance]",
+            logs_over_websocket
         ),
         test!(
             AREA,
@@ -657,4 +670,217 @@ async fn qos_class(ctx: Ctx) -> anyhow::Result<()> {
         "expected QOS class Guaranteed, got {qos:?}"
     );
     Ok(())
+}
+
+type WebSocket =
+    tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Upstream's `e2ewebsocket.OpenWebSocketForURL`: a GET of `path_and_query` upgraded to
+/// WebSocket offering `protocols`, with the client's credentials. As x/net/websocket's
+/// client: the answer must be 101 with the right `Sec-WebSocket-Accept`, and a
+/// subprotocol it names must be one offered.
+async fn open_websocket(
+    client: &kube::Client,
+    path_and_query: &str,
+    protocols: &[&str],
+) -> anyhow::Result<WebSocket> {
+    use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
+    let key = generate_key();
+    let req = http::Request::get(path_and_query)
+        .header(http::header::CONNECTION, "Upgrade")
+        .header(http::header::UPGRADE, "websocket")
+        .header(http::header::SEC_WEBSOCKET_VERSION, "13")
+        .header(http::header::SEC_WEBSOCKET_KEY, &key)
+        .header(http::header::SEC_WEBSOCKET_PROTOCOL, protocols.join(", "))
+        .body(kube::client::Body::from(Vec::new()))?;
+    let mut resp = client.send(req).await?;
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        bail!("bad status: {}", resp.status());
+    }
+    let h = resp.headers();
+    let accept = h
+        .get(http::header::SEC_WEBSOCKET_ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    if accept != Some(derive_accept_key(key.as_bytes()).as_str()) {
+        bail!("bad Sec-WebSocket-Accept: {accept:?}");
+    }
+    if let Some(p) = h
+        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| !p.is_empty())
+    {
+        if !protocols.contains(&p) {
+            bail!("bad WebSocket subprotocol: {p:?}, offered {protocols:?}");
+        }
+    }
+    let upgraded = hyper::upgrade::on(&mut resp).await?;
+    Ok(tokio_tungstenite::WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await)
+}
+
+/// x/net/websocket's `Message.Receive` into a `[]byte`: the next text or binary message;
+/// `None` at the end (a close frame, or the connection closed: io.EOF).
+async fn receive(ws: &mut WebSocket) -> anyhow::Result<Option<Vec<u8>>> {
+    use tokio_tungstenite::tungstenite::{error::ProtocolError, Error, Message};
+    loop {
+        return match ws.next().await {
+            None => Ok(None),
+            Some(Ok(Message::Binary(b))) => Ok(Some(b.to_vec())),
+            Some(Ok(Message::Text(t))) => Ok(Some(t.as_bytes().to_vec())),
+            Some(Ok(Message::Close(_))) => Ok(None),
+            Some(Ok(_)) => continue,
+            Some(Err(Error::ConnectionClosed | Error::AlreadyClosed))
+            | Some(Err(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => Ok(None),
+            Some(Err(e)) => Err(e.into()),
+        };
+    }
+}
+
+/// The path and query of a pod subresource, as client-go's request builder makes it
+/// (`url.Values.Encode`: keys sorted, values in order).
+fn pod_subresource_url(ns: &str, name: &str, sub: &str, params: &[(&str, &str)]) -> String {
+    let mut params = params.to_vec();
+    params.sort_by_key(|(k, _)| *k);
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let q: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
+    format!("/api/v1/namespaces/{ns}/pods/{name}/{sub}?{}", q.join("&"))
+}
+
+/// An exec over a `channel.k8s.io` WebSocket: its stdout (channel 1) has the output.
+async fn exec_over_websocket(ctx: Ctx) -> anyhow::Result<()> {
+    let name = format!("pod-exec-websocket-{}", uuid());
+    let api = e2epod::api(&ctx);
+    let pod = e2epod::pod(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{
+            "name": "main",
+            "image": busybox_image(),
+            "command": ["/bin/sh", "-c", "echo container is alive; sleep 600"],
+        }]},
+    }))?;
+    e2epod::create_sync(&api, &pod).await?;
+    let url = pod_subresource_url(
+        &ctx.ns,
+        &name,
+        "exec",
+        &[
+            ("stderr", "1"),
+            ("stdout", "1"),
+            ("container", "main"),
+            ("command", "echo"),
+            ("command", "remote execution test"),
+        ],
+    );
+    let mut ws = open_websocket(&ctx.client, &url, &["channel.k8s.io"])
+        .await
+        .with_context(|| format!("Failed to open websocket to {url}"))?;
+    // gomega.Eventually(…, time.Minute, 10*time.Second): the first pass reads the
+    // stream to its end, so later passes see what it saw.
+    let mut buf = Vec::new();
+    let read = async {
+        while let Some(msg) = receive(&mut ws)
+            .await
+            .with_context(|| format!("Failed to read completely from websocket {url}"))?
+        {
+            if msg.is_empty() {
+                continue;
+            }
+            if msg[0] != 1 {
+                if msg.len() == 1 {
+                    // skip an empty message on stream other than stdout
+                    continue;
+                }
+                bail!("Got message from server that didn't start with channel 1 (STDOUT): {msg:?}");
+            }
+            buf.extend_from_slice(&msg[1..]);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .with_context(|| format!("timed out reading from websocket {url}"))??;
+    let out = String::from_utf8_lossy(&buf);
+    if buf.is_empty() {
+        bail!("unexpected output from server");
+    }
+    ensure!(
+        out.contains("remote execution test"),
+        "expected to find 'remote execution test' in {out:?}"
+    );
+    Ok(())
+}
+
+/// A container's log read over a `binary.k8s.io` WebSocket is its output.
+async fn logs_over_websocket(ctx: Ctx) -> anyhow::Result<()> {
+    let name = format!("pod-logs-websocket-{}", uuid());
+    let api = e2epod::api(&ctx);
+    let pod = e2epod::pod(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{
+            "name": "main",
+            "image": busybox_image(),
+            "command": ["/bin/sh", "-c", "echo container is alive; sleep 10000"],
+        }]},
+    }))?;
+    e2epod::create_sync(&api, &pod).await?;
+    let url = pod_subresource_url(&ctx.ns, &name, "log", &[("container", "main")]);
+    let mut ws = open_websocket(&ctx.client, &url, &["binary.k8s.io"])
+        .await
+        .with_context(|| format!("Failed to open websocket to {url}"))?;
+    let mut buf = Vec::new();
+    while let Some(msg) = receive(&mut ws)
+        .await
+        .with_context(|| format!("Failed to read completely from websocket {url}"))?
+    {
+        if String::from_utf8_lossy(&msg).trim().is_empty() {
+            continue;
+        }
+        buf.extend_from_slice(&msg);
+    }
+    let got = String::from_utf8_lossy(&buf);
+    if got != "container is alive\n" {
+        bail!("Unexpected websocket logs:\n{got}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pod_subresource_url;
+
+    #[test]
+    fn subresource_urls_are_client_gos() {
+        assert_eq!(
+            pod_subresource_url(
+                "ns",
+                "p",
+                "exec",
+                &[
+                    ("stderr", "1"),
+                    ("stdout", "1"),
+                    ("container", "main"),
+                    ("command", "echo"),
+                    ("command", "remote execution test"),
+                ],
+            ),
+            "/api/v1/namespaces/ns/pods/p/exec?command=echo&command=remote+execution+test&container=main&stderr=1&stdout=1"
+        );
+    }
 }

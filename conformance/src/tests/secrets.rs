@@ -16,6 +16,12 @@ pub fn tests() -> Vec<Test> {
     vec![
         test!(
             AREA,
+            "Secrets, pod environment from source",
+            "[sig-node] Secrets should be consumable via the environment [NodeConformance] [Conformance]",
+            env_from
+        ),
+        test!(
+            AREA,
             "Secrets, pod environment field",
             "[sig-node] Secrets should be consumable from pods in env vars [NodeConformance] [Conformance]",
             env_field
@@ -57,6 +63,40 @@ async fn create_test_secret(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("unable to create test secret {name}"))?;
     Ok(())
+}
+
+/// Every key of a Secret is an environment variable (envFrom secretRef), also with a prefix.
+async fn env_from(ctx: Ctx) -> anyhow::Result<()> {
+    let name = format!("secret-test-{}", uuid());
+    create_test_secret(&ctx, &name).await?;
+    let pod = e2epod::pod(json!({
+        "metadata": {"name": format!("pod-configmaps-{}", uuid())},
+        "spec": {
+            "containers": [{
+                "name": "env-test", "image": busybox_image(), "command": ["sh", "-c", "env"],
+                "envFrom": [
+                    {"secretRef": {"name": name}},
+                    {"prefix": "p-", "secretRef": {"name": name}},
+                ],
+            }],
+            "restartPolicy": "Never",
+        },
+    }))?;
+    e2epod::test_container_output(
+        &ctx,
+        "consume secrets",
+        pod,
+        0,
+        &[
+            "data-1=value-1",
+            "data-2=value-2",
+            "data-3=value-3",
+            "p-data-1=value-1",
+            "p-data-2=value-2",
+            "p-data-3=value-3",
+        ],
+    )
+    .await
 }
 
 /// A Secret value is an environment variable (secretKeyRef).
