@@ -80,23 +80,6 @@ impl KubeletClient {
         headers: &http::HeaderMap,
     ) -> Result<http::Response<Incoming>, String> {
         let addr = std::net::SocketAddr::new(host, port);
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| format!("dial tcp {addr}: i/o timeout"))?
-            .map_err(|e| format!("dial tcp {addr}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::IpAddress(host.into());
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("tls with the kubelet at {addr}: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| format!("http with the kubelet at {addr}: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
         let mut req = http::Request::builder().method(method).uri(path_and_query);
         for (k, v) in headers {
             req = req.header(k, v);
@@ -105,10 +88,83 @@ impl KubeletClient {
             .header(http::header::HOST, addr.to_string())
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
-        sender
-            .send_request(req)
+        send_on_own_connection(
+            addr,
+            Some(self.tls.clone()),
+            CONNECT_TIMEOUT,
+            "the kubelet at ",
+            req,
+        )
+        .await
+    }
+}
+
+/// One HTTP/1.1 request on a connection of its own to `addr`, over TLS when `tls` is
+/// given; the connection stays for an upgrade (after a 101, `hyper::upgrade::on(response)`
+/// is the far side's stream). `peer` prefixes `addr` in errors ("the kubelet at ").
+pub(crate) async fn send_on_own_connection<B>(
+    addr: std::net::SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    connect_timeout: Duration,
+    peer: &str,
+    req: http::Request<B>,
+) -> Result<http::Response<Incoming>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("dial tcp {addr}: i/o timeout"))?
+        .map_err(|e| format!("dial tcp {addr}: connect: {}", go_errno(&e)))?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        Some(tls) => {
+            let name = ServerName::IpAddress(addr.ip().into());
+            let tls = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("tls with {peer}{addr}: {e}"))?;
+            exchange(tls, req, peer, addr).await
+        }
+        None => exchange(tcp, req, peer, addr).await,
+    }
+}
+
+async fn exchange<S, B>(
+    io: S,
+    req: http::Request<B>,
+    peer: &str,
+    addr: std::net::SocketAddr,
+) -> Result<http::Response<Incoming>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
             .await
-            .map_err(|e| format!("the kubelet at {addr} did not answer: {e}"))
+            .map_err(|e| format!("http with {peer}{addr}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("{peer}{addr} did not answer: {e}"))
+}
+
+/// Go's wording of a connect error ("connection refused", not Rust's "Connection refused
+/// (os error 111)").
+fn go_errno(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::HostUnreachable => "no route to host".into(),
+        std::io::ErrorKind::NetworkUnreachable => "network is unreachable".into(),
+        _ => e.to_string(),
     }
 }
 

@@ -36,7 +36,6 @@ use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::Target;
@@ -489,60 +488,12 @@ async fn send(
     loc: &Location,
     req: http::Request<Body>,
 ) -> Result<http::Response<hyper::body::Incoming>, String> {
-    let addr = loc.addr;
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("dial tcp {addr}: i/o timeout"))?
-        .map_err(|e| format!("dial tcp {addr}: connect: {}", go_errno(&e)))?;
-    let _ = tcp.set_nodelay(true);
-    if loc.https {
-        let tls = if loc.kubelet {
-            app.kubelets.tls()
-        } else {
-            crate::kubelet::insecure_tls()
-        };
-        let tls = tokio_rustls::TlsConnector::from(tls)
-            .connect(
-                rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
-                tcp,
-            )
-            .await
-            .map_err(|e| format!("tls with {addr}: {e}"))?;
-        exchange(tls, req, addr).await
-    } else {
-        exchange(tcp, req, addr).await
-    }
-}
-
-async fn exchange<S>(
-    io: S,
-    req: http::Request<Body>,
-    addr: SocketAddr,
-) -> Result<http::Response<hyper::body::Incoming>, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("http with {addr}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("{addr} did not answer: {e}"))
-}
-
-/// Go's wording of a connect error ("connection refused", not Rust's "Connection refused
-/// (os error 111)").
-fn go_errno(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        std::io::ErrorKind::HostUnreachable => "no route to host".into(),
-        std::io::ErrorKind::NetworkUnreachable => "network is unreachable".into(),
-        _ => e.to_string(),
-    }
+    let tls = match (loc.https, loc.kubelet) {
+        (false, _) => None,
+        (true, true) => Some(app.kubelets.tls()),
+        (true, false) => Some(crate::kubelet::insecure_tls()),
+    };
+    crate::kubelet::send_on_own_connection(loc.addr, tls, CONNECT_TIMEOUT, "", req).await
 }
 
 /// Upstream's `proxy.Transport` URL rewriting.

@@ -26,10 +26,10 @@ pub fn running_and_ready(p: &Pod) -> bool {
             .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-/// Creates the RC `name` with `replicas` pods of `container` (its name set to `name`, and,
-/// as `RCConfig`'s template, a first port 80 before the container's own ports), labelled
-/// `name: <name>` plus `labels`, and waits until all of them run and are ready; returns
-/// them.
+/// Creates the RC `name` (selector `name: <name>`) with `replicas` pods of `container`
+/// (its name set to `name`, and, as `RCConfig`'s template, a first port 80 before the
+/// container's own ports), labelled `name: <name>` plus `labels`, and waits until all of
+/// them run and are ready; returns them.
 pub async fn run(
     ctx: &Ctx,
     name: &str,
@@ -52,7 +52,7 @@ pub async fn run(
         "metadata": {"name": name, "labels": all},
         "spec": {
             "replicas": replicas,
-            "selector": all,
+            "selector": {"name": name},
             "template": {
                 "metadata": {"labels": all},
                 "spec": {"containers": [container], "terminationGracePeriodSeconds": 30},

@@ -3,11 +3,10 @@
 //! (`CreateExecPodOrFail`, `RunHostCmd`): services of a jig, replication controllers of
 //! serving pods, exec client pods and the reachability checks run from them.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
@@ -18,8 +17,6 @@ use crate::Ctx;
 pub const SERVICE_ENDPOINTS_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 /// Upstream's `e2eservice.ServiceReachabilityShortPollTimeout`.
 pub const SERVICE_REACHABILITY_SHORT_POLL_TIMEOUT: Duration = Duration::from_secs(2 * 60);
-/// Upstream's `framework.PodReadyBeforeTimeout`.
-pub const POD_READY_BEFORE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Upstream's `e2eservice.NodePortRange` (30000-32767).
 pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i32> = 30000..=32767;
 /// Upstream's `framework.TestContext.ClusterDNSDomain` default.
@@ -494,24 +491,19 @@ pub async fn create_exec_pod(
     e2epod::wait_for_running(&api, &name, e2epod::POD_START_TIMEOUT).await
 }
 
-/// Whether the pod is Ready (`podutil.IsPodReady`).
-pub fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// `e2epod.WaitTimeoutForPodReadyInNamespace`.
 pub async fn wait_for_ready(ctx: &Ctx, name: &str, timeout: Duration) -> anyhow::Result<Pod> {
-    e2epod::wait_for(&e2epod::api(ctx), name, timeout, "running and ready", |p| {
-        e2epod::phase(p) == "Running" && is_ready(p)
-    })
+    e2epod::wait_for(
+        &e2epod::api(ctx),
+        name,
+        timeout,
+        "running and ready",
+        super::e2erc::running_and_ready,
+    )
     .await
 }
 
-/// `e2erc.RunRC`: an RC `name` of `replicas` pods labelled `name: <name>` and `labels`
-/// running `container`; waits until all are running and ready. Their names, sorted.
+/// `e2erc.RunRC` ([`super::e2erc::run`]): the names of its pods, sorted.
 pub async fn run_rc(
     ctx: &Ctx,
     name: &str,
@@ -519,47 +511,11 @@ pub async fn run_rc(
     labels: serde_json::Value,
     container: serde_json::Value,
 ) -> anyhow::Result<Vec<String>> {
-    let mut all: BTreeMap<String, serde_json::Value> = serde_json::from_value(labels)?;
-    all.insert("name".into(), json!(name));
-    let rc: ReplicationController = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": all},
-        "spec": {"replicas": replicas, "selector": {"name": name},
-                 "template": {"metadata": {"labels": all},
-                              "spec": {"containers": [container]}}},
-    }))?;
-    Api::<ReplicationController>::namespaced(ctx.client.clone(), &ctx.ns)
-        .create(&PostParams::default(), &rc)
-        .await
-        .with_context(|| format!("creating replication controller {name}"))?;
-    let pods = e2epod::api(ctx);
-    let lp = ListParams::default().labels(&format!("name={name}"));
-    let names = e2epod::eventually(
-        POD_READY_BEFORE_TIMEOUT,
-        Duration::from_secs(3),
-        &format!("{replicas} pods of {name} running and ready"),
-        || async {
-            let list = pods.list(&lp).await.map_err(|e| e.to_string())?;
-            let live: Vec<&Pod> = list
-                .items
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .collect();
-            let ready = live
-                .iter()
-                .filter(|p| e2epod::phase(p) == "Running" && is_ready(p))
-                .count();
-            if live.len() == replicas as usize && ready == live.len() {
-                let mut names: Vec<String> = live
-                    .iter()
-                    .map(|p| p.metadata.name.clone().unwrap_or_default())
-                    .collect();
-                names.sort();
-                Ok(names)
-            } else {
-                Err(format!("{} pods, {ready} running and ready", live.len()))
-            }
-        },
-    )
-    .await?;
+    let pods = super::e2erc::run(ctx, name, replicas, &labels, container).await?;
+    let mut names: Vec<String> = pods
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap_or_default())
+        .collect();
+    names.sort();
     Ok(names)
 }
