@@ -3,12 +3,14 @@
 //! controlling owner, and the pods that changed, for the controllers that react to pods.
 //!
 //! Invariants:
-//! - The owner index is updated before the store, so it holds at least every pod the
-//!   store holds: a lookup through the index never misses a pod the store has.
+//! - The owner index holds the store's own `Arc`s and is updated under its write lock
+//!   together with the store: a reader that saw a pod in the store and then takes the
+//!   index's read lock finds that pod (or a newer state of it) in the index.
+//! - During a relist both keep serving the state from before it; both switch at its end.
 //! - A pod is announced to subscribers after the store holds its new state: a reconcile
 //!   it triggers reads that state (or a newer one).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use futures::{Stream, StreamExt};
@@ -61,12 +63,27 @@ impl Pods {
                     continue;
                 }
             };
-            self.owners.write().unwrap().apply(&ev);
-            writer.apply_watcher_event(&ev);
-            let changed = match ev {
-                Event::Apply(p) | Event::InitApply(p) => self.store.get(&ObjectRef::from_obj(&p)),
-                Event::Delete(p) => Some(Arc::new(p)),
-                Event::Init | Event::InitDone => None,
+            let changed = {
+                let mut owners = self.owners.write().unwrap();
+                writer.apply_watcher_event(&ev);
+                match ev {
+                    Event::Apply(p) => {
+                        let now = self.store.get(&ObjectRef::from_obj(&p));
+                        owners.set(now.clone());
+                        now
+                    }
+                    // The store swaps in the relist at its end: so does the index.
+                    Event::InitApply(p) => self.store.get(&ObjectRef::from_obj(&p)),
+                    Event::InitDone => {
+                        owners.rebuild(self.store.state());
+                        None
+                    }
+                    Event::Delete(p) => {
+                        owners.remove(&key(&p));
+                        Some(Arc::new(p))
+                    }
+                    Event::Init => None,
+                }
             };
             if let Some(p) = changed {
                 self.subscribers
@@ -88,73 +105,55 @@ impl Pods {
     /// The pods of namespace `ns` whose controller is the object with `uid`, and those of
     /// `ns` with no controller at all (candidates for adoption).
     pub fn owned_or_orphaned(&self, ns: &str, uid: &str) -> Vec<Arc<Pod>> {
-        let names: Vec<String> = {
-            let owners = self.owners.read().unwrap();
-            let owned = owners.by_owner.get(uid).into_iter().flatten();
-            let orphans = owners.orphans.get(ns).into_iter().flatten();
-            owned.chain(orphans).cloned().collect()
-        };
-        names
-            .iter()
-            .filter_map(|key| {
-                let (pod_ns, name) = key.split_once('/')?;
-                (pod_ns == ns).then_some(())?;
-                self.store.get(&ObjectRef::new(name).within(pod_ns))
-            })
-            .collect()
+        self.owners.read().unwrap().owned_or_orphaned(ns, uid)
     }
 }
 
-/// Pod keys (`namespace/name`) by controlling owner uid; pods without a controller by
-/// namespace.
+/// Pods by controlling owner uid, pods without a controller by namespace (each by
+/// `namespace/name`), sharing the store's `Arc`s.
 #[derive(Default)]
 struct OwnerIndex {
     owner_of: HashMap<String, Option<String>>,
-    by_owner: HashMap<String, HashSet<String>>,
-    orphans: HashMap<String, HashSet<String>>,
-    /// A relist in progress: what it has seen so far (swapped in when it ends, as the
-    /// store does).
-    relist: Option<HashMap<String, Option<String>>>,
+    by_owner: HashMap<String, HashMap<String, Arc<Pod>>>,
+    orphans: HashMap<String, HashMap<String, Arc<Pod>>>,
 }
 
 impl OwnerIndex {
-    fn apply(&mut self, ev: &Event<Pod>) {
-        match ev {
-            Event::Init => self.relist = Some(HashMap::new()),
-            Event::InitApply(p) => {
-                if let Some(r) = self.relist.as_mut() {
-                    r.insert(key(p), controller_uid(p));
-                }
-                self.set(key(p), controller_uid(p));
-            }
-            Event::InitDone => {
-                let seen = self.relist.take().unwrap_or_default();
-                let gone: Vec<String> = self
-                    .owner_of
-                    .keys()
-                    .filter(|k| !seen.contains_key(*k))
-                    .cloned()
-                    .collect();
-                for k in gone {
-                    self.remove(&k);
-                }
-            }
-            Event::Apply(p) => self.set(key(p), controller_uid(p)),
-            Event::Delete(p) => self.remove(&key(p)),
-        }
+    fn owned_or_orphaned(&self, ns: &str, uid: &str) -> Vec<Arc<Pod>> {
+        let owned = self.by_owner.get(uid).into_iter().flatten();
+        let orphans = self.orphans.get(ns).into_iter().flatten();
+        owned
+            .chain(orphans)
+            .filter(|(k, _)| namespace_of(k) == ns)
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
-    fn set(&mut self, key: String, owner: Option<String>) {
-        if self.owner_of.get(&key) == Some(&owner) {
-            return;
+    /// Sets (adds or replaces) a pod.
+    fn set(&mut self, pod: Option<Arc<Pod>>) {
+        let Some(pod) = pod else { return };
+        let key = key(&pod);
+        let owner = controller_uid(&pod);
+        if self.owner_of.get(&key) != Some(&owner) {
+            self.remove(&key);
+            self.owner_of.insert(key.clone(), owner.clone());
         }
-        self.remove(&key);
-        match &owner {
-            Some(uid) => self.by_owner.entry(uid.clone()).or_default(),
-            None => self.orphans.entry(namespace_of(&key)).or_default(),
+        match owner {
+            Some(uid) => self.by_owner.entry(uid).or_default(),
+            None => self
+                .orphans
+                .entry(namespace_of(&key).to_string())
+                .or_default(),
         }
-        .insert(key.clone());
-        self.owner_of.insert(key, owner);
+        .insert(key, pod);
+    }
+
+    /// Starts over from these pods (the end of a relist).
+    fn rebuild(&mut self, pods: Vec<Arc<Pod>>) {
+        *self = OwnerIndex::default();
+        for p in pods {
+            self.set(Some(p));
+        }
     }
 
     fn remove(&mut self, key: &str) {
@@ -163,7 +162,7 @@ impl OwnerIndex {
         };
         let (map, group) = match owner {
             Some(uid) => (&mut self.by_owner, uid),
-            None => (&mut self.orphans, namespace_of(key)),
+            None => (&mut self.orphans, namespace_of(key).to_string()),
         };
         if let Some(set) = map.get_mut(&group) {
             set.remove(key);
@@ -182,11 +181,8 @@ fn key(p: &Pod) -> String {
     )
 }
 
-fn namespace_of(key: &str) -> String {
-    key.split_once('/')
-        .map(|(ns, _)| ns)
-        .unwrap_or("")
-        .to_string()
+fn namespace_of(key: &str) -> &str {
+    key.split_once('/').map(|(ns, _)| ns).unwrap_or("")
 }
 
 fn controller_uid(p: &Pod) -> Option<String> {
@@ -222,33 +218,50 @@ mod tests {
             .get(uid)
             .into_iter()
             .flatten()
-            .cloned()
+            .map(|(k, _)| k.clone())
             .collect();
         v.sort();
         v
     }
 
+    fn set(ix: &mut OwnerIndex, p: Pod) {
+        ix.set(Some(Arc::new(p)));
+    }
+
     #[test]
     fn owner_index_follows_adoption_release_deletion_and_relists() {
         let mut ix = OwnerIndex::default();
-        ix.apply(&Event::Apply(pod("a", Some("u1"))));
-        ix.apply(&Event::Apply(pod("b", Some("u1"))));
-        ix.apply(&Event::Apply(pod("c", None)));
+        set(&mut ix, pod("a", Some("u1")));
+        set(&mut ix, pod("b", Some("u1")));
+        set(&mut ix, pod("c", None));
         assert_eq!(owned(&ix, "u1"), ["ns/a", "ns/b"]);
-        assert!(ix.orphans["ns"].contains("ns/c"));
+        assert!(ix.orphans["ns"].contains_key("ns/c"));
+        let names = |v: Vec<Arc<Pod>>| {
+            let mut v: Vec<String> = v.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(ix.owned_or_orphaned("ns", "u1")), ["a", "b", "c"]);
+        assert!(ix.owned_or_orphaned("other", "u1").is_empty());
         // c adopted by u2, b released.
-        ix.apply(&Event::Apply(pod("c", Some("u2"))));
-        ix.apply(&Event::Apply(pod("b", None)));
+        set(&mut ix, pod("c", Some("u2")));
+        set(&mut ix, pod("b", None));
         assert_eq!(owned(&ix, "u1"), ["ns/a"]);
         assert_eq!(owned(&ix, "u2"), ["ns/c"]);
         assert_eq!(ix.orphans["ns"].len(), 1);
-        ix.apply(&Event::Delete(pod("a", Some("u1"))));
+        // A newer state of a pod with the same owner replaces the one held.
+        let mut newer = pod("a", Some("u1"));
+        newer.metadata.resource_version = Some("7".into());
+        set(&mut ix, newer);
+        let a = ix.owned_or_orphaned("ns", "u1");
+        assert_eq!(a.len(), 2);
+        assert!(a
+            .iter()
+            .any(|p| p.metadata.resource_version.as_deref() == Some("7")));
+        ix.remove("ns/a");
         assert!(!ix.by_owner.contains_key("u1"));
-        // A relist that no longer has b: b goes at its end, not before.
-        ix.apply(&Event::Init);
-        ix.apply(&Event::InitApply(pod("c", Some("u2"))));
-        assert!(ix.orphans.contains_key("ns"));
-        ix.apply(&Event::InitDone);
+        // The end of a relist that no longer has b: only c is left.
+        ix.rebuild(vec![Arc::new(pod("c", Some("u2")))]);
         assert!(!ix.orphans.contains_key("ns"));
         assert_eq!(owned(&ix, "u2"), ["ns/c"]);
         assert_eq!(ix.owner_of.len(), 1);

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 
 use crate::cache::Cache;
-use crate::nodeinfo::{tolerated, AffinityTerm, NodeInfo, PodInfo};
+use crate::nodeinfo::{tolerated, AffinityTerm, CountMemo, NodeInfo, PodInfo, COUNT_MEMO_LIMIT};
 use crate::selector::{Op, Requirement, Selector};
 
 pub const ERR_NODE_UNSCHEDULABLE: &str = "node(s) were unschedulable";
@@ -166,15 +166,21 @@ pub fn count_key(selector: &Selector, ns: &str) -> u64 {
 /// `countPodsMatchSelector`: pods of the namespace, not terminating, that match
 /// (memoized per node under `key`, from [`count_key`]).
 pub fn count_matching(node: &NodeInfo, selector: &Selector, ns: &str, key: u64) -> i64 {
-    if let Some(n) = node.count_memo.borrow().get(&key) {
-        return *n;
+    if let Some(m) = node.count_memo.borrow().get(&key) {
+        return m.count;
     }
-    let n = node
-        .pods
-        .iter()
-        .filter(|p| !p.terminating() && p.namespace() == ns && selector.matches(p.labels()))
-        .count() as i64;
-    node.count_memo.borrow_mut().insert(key, n);
+    let mut m = CountMemo {
+        selector: selector.clone(),
+        namespace: ns.to_string(),
+        count: 0,
+    };
+    m.count = node.pods.iter().filter(|p| m.counts(p)).count() as i64;
+    let n = m.count;
+    let mut memo = node.count_memo.borrow_mut();
+    if memo.len() >= COUNT_MEMO_LIMIT {
+        memo.clear();
+    }
+    memo.insert(key, m);
     n
 }
 

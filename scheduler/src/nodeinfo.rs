@@ -478,10 +478,39 @@ pub struct NodeInfo {
     /// How many of the pods have any (anti-)affinity term, and required anti-affinity.
     pub with_affinity: usize,
     pub with_required_anti_affinity: usize,
-    /// Counts of matching pods already computed for the current pods, by
-    /// [`crate::filter::count_key`]: pods of one controller are scheduled in a row, and
-    /// spreading them would otherwise scan every pod of every node for each of them.
-    pub(crate) count_memo: RefCell<HashMap<u64, i64>>,
+    /// Counts of matching pods, by [`crate::filter::count_key`]: pods of one controller
+    /// are scheduled in a row, and spreading them would otherwise scan every pod of every
+    /// node for each of them. Kept up to date as pods come and go (a pod added to the
+    /// node is counted into each entry it matches), so binding one pod costs one check
+    /// per entry instead of a rescan of the node's pods per entry.
+    pub(crate) count_memo: RefCell<HashMap<u64, CountMemo>>,
+}
+
+/// At most this many (selector, namespace) counts are kept per node; past it the memo
+/// starts over, so selectors of controllers long gone do not cost every later pod a check.
+pub(crate) const COUNT_MEMO_LIMIT: usize = 32;
+
+/// One memoized count of [`crate::filter::count_matching`].
+#[derive(Debug)]
+pub(crate) struct CountMemo {
+    pub selector: Selector,
+    pub namespace: String,
+    pub count: i64,
+}
+
+impl CountMemo {
+    /// `countPodsMatchSelector`'s test for one pod.
+    pub fn counts(&self, p: &PodInfo) -> bool {
+        !p.terminating() && p.namespace() == self.namespace && self.selector.matches(p.labels())
+    }
+
+    fn update(memo: &mut HashMap<u64, CountMemo>, p: &PodInfo, by: i64) {
+        for m in memo.values_mut() {
+            if m.counts(p) {
+                m.count += by;
+            }
+        }
+    }
 }
 
 impl NodeInfo {
@@ -532,7 +561,7 @@ impl NodeInfo {
     }
 
     pub fn add_pod(&mut self, p: Arc<PodInfo>) {
-        self.count_memo.get_mut().clear();
+        CountMemo::update(self.count_memo.get_mut(), &p, 1);
         self.requested.add(&p.requests);
         self.non_zero_cpu += p.non_zero_cpu;
         self.non_zero_memory += p.non_zero_memory;
@@ -552,7 +581,7 @@ impl NodeInfo {
     pub fn remove_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
         let i = self.pods.iter().position(|p| p.key == key)?;
         let p = self.pods.swap_remove(i);
-        self.count_memo.get_mut().clear();
+        CountMemo::update(self.count_memo.get_mut(), &p, -1);
         self.requested.sub(&p.requests);
         self.non_zero_cpu -= p.non_zero_cpu;
         self.non_zero_memory -= p.non_zero_memory;
@@ -574,6 +603,44 @@ mod tests {
     use super::*;
     use crate::testutil::{node, pod};
     use serde_json::{json, Value};
+
+    #[test]
+    fn matching_counts_follow_the_pods_added_and_removed() {
+        use crate::filter::{count_key, count_matching};
+        let labelled = |ns: &str, name: &str, app: &str, extra: Value| {
+            let mut v = json!({"metadata": {"labels": {"app": app}}});
+            crate::testutil::merge(&mut v, extra);
+            Arc::new(PodInfo::new(Arc::new(crate::testutil::pod_req(
+                ns, name, "", "", v,
+            ))))
+        };
+        let sel = Selector::from_map(&[("app".to_string(), "a".to_string())].into());
+        let key = count_key(&sel, "ns");
+        let mut n = NodeInfo::new("n1");
+        n.add_pod(labelled("ns", "p1", "a", json!({})));
+        assert_eq!(count_matching(&n, &sel, "ns", key), 1);
+        // Counted into the memo as they come: another match, another namespace, another
+        // app, and a terminating match (not counted, as countPodsMatchSelector).
+        n.add_pod(labelled("ns", "p2", "a", json!({})));
+        n.add_pod(labelled("other", "p3", "a", json!({})));
+        n.add_pod(labelled("ns", "p4", "b", json!({})));
+        let gone = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}});
+        n.add_pod(labelled("ns", "p5", "a", gone));
+        assert_eq!(count_matching(&n, &sel, "ns", key), 2);
+        n.remove_pod("ns/p1");
+        n.remove_pod("ns/p4");
+        n.remove_pod("ns/p5");
+        assert_eq!(count_matching(&n, &sel, "ns", key), 1);
+        // A fresh count of the same pods agrees with the kept one.
+        n.count_memo.get_mut().clear();
+        assert_eq!(count_matching(&n, &sel, "ns", key), 1);
+        // Past the limit the memo starts over instead of growing.
+        for i in 0..COUNT_MEMO_LIMIT + 1 {
+            let s = Selector::from_map(&[("app".to_string(), format!("x{i}"))].into());
+            count_matching(&n, &s, "ns", count_key(&s, "ns"));
+        }
+        assert!(n.count_memo.borrow().len() <= COUNT_MEMO_LIMIT);
+    }
 
     #[test]
     fn an_assigned_pods_info_keeps_what_others_read_and_drops_the_rest() {
