@@ -936,21 +936,21 @@ impl App {
             }
             managed::track_update(&writer(t, q, tracked_sub, &av), Some(&old), &mut obj);
         }
-        let reply = |obj: &Value| -> Value {
+        let reply = |obj: &Value| -> Response {
             if sub == Some("scale") {
-                admission::to_scale(obj)
+                json_response(StatusCode::OK, &admission::to_scale(obj))
             } else {
-                obj.clone()
+                json_response(StatusCode::OK, obj)
             }
         };
         if q.get("dryRun") == Some("All") {
-            return Ok(json_response(StatusCode::OK, &reply(&obj)));
+            return Ok(reply(&obj));
         }
         let key = t.res.key(t.namespace.as_deref(), name);
         let bytes = t.res.encode(&obj);
         if bytes == t.res.encode(&old) {
             // Nothing changed: no write, the object keeps its resourceVersion.
-            return Ok(json_response(StatusCode::OK, &reply(&old)));
+            return Ok(reply(&old));
         }
         // Finalizers removed from an object being deleted: the delete completes.
         // As upstream's ShouldDeleteDuringUpdate: an object being deleted with no grace
@@ -974,7 +974,7 @@ impl App {
                 .await
                 .map_err(|e| ApiError::from_store(e, err_target(t, name)))?;
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
-            return Ok(json_response(StatusCode::OK, &reply(&obj)));
+            return Ok(reply(&obj));
         }
         let kv = self
             .store
@@ -982,7 +982,7 @@ impl App {
             .await
             .map_err(|e| ApiError::from_store(e, err_target(t, name)))?;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
-        Ok(json_response(StatusCode::OK, &reply(&obj)))
+        Ok(reply(&obj))
     }
 
     async fn patch(
@@ -1010,9 +1010,9 @@ impl App {
                 Err(e) => return Err(e),
             };
             let current = if sub == Some("scale") {
-                admission::to_scale(&old)
+                std::borrow::Cow::Owned(admission::to_scale(&old))
             } else {
-                old.clone()
+                std::borrow::Cow::Borrowed(&old)
             };
             let (kind, av) = match sub {
                 Some("scale") => ("Scale", "autoscaling/v1".to_string()),
