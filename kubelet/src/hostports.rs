@@ -7,22 +7,19 @@
 //! - UDP: a flow per client address with its own socket to the pod; answers go back
 //!   from the listening address; a flow idle for 30 s ends.
 //!
-//! [`desired`] (pure) says which listeners the pods want; [`run`] keeps them so from a
-//! watch of the node's pods (a bind that fails is retried every 10 s).
+//! [`desired`] (pure) says which listeners the pods want; [`run`] keeps them so as the
+//! kubelet's pod registry changes (a bind that fails is retried every 10 s).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
-use kube::runtime::watcher;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
-use crate::Config;
+use crate::pods::Registry;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
@@ -79,47 +76,25 @@ pub fn desired<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> BTreeMap<Key, Soc
     out
 }
 
-/// Keeps the listeners of this node's pods until `shutdown`.
+/// Keeps the listeners of this node's pods (those of `registry`) until `shutdown`.
 pub async fn run(
-    client: kube::Client,
-    cfg: Arc<Config>,
+    registry: Registry,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), crate::Error> {
-    let api: Api<Pod> = Api::all(client);
-    let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
-    let mut events = watcher(api, wc).boxed();
-    let mut pods: HashMap<String, Pod> = HashMap::new();
-    let mut init: HashMap<String, Pod> = HashMap::new();
+    let mut changes = registry.changes();
     let mut listeners: HashMap<Key, (SocketAddr, JoinHandle<()>)> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = tick.tick() => {}
-            ev = events.next() => {
-                let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
-                match ev {
-                    None => break,
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "host ports: watching pods");
-                        continue;
-                    }
-                    Some(Ok(watcher::Event::Apply(p))) => {
-                        pods.insert(uid(&p), p);
-                    }
-                    Some(Ok(watcher::Event::Delete(p))) => {
-                        pods.remove(&uid(&p));
-                    }
-                    Some(Ok(watcher::Event::Init)) => init.clear(),
-                    Some(Ok(watcher::Event::InitApply(p))) => {
-                        init.insert(uid(&p), p);
-                        continue;
-                    }
-                    Some(Ok(watcher::Event::InitDone)) => pods = std::mem::take(&mut init),
+            r = changes.changed() => {
+                if r.is_err() {
+                    break;
                 }
             }
         }
-        let want = desired(pods.values());
+        let want = registry.read(|pods| desired(pods));
         listeners.retain(|k, (target, task)| {
             let keep = want.get(k) == Some(target) && !task.is_finished();
             if !keep {

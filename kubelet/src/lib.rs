@@ -220,16 +220,12 @@ async fn run_with_runtime(
         })
     };
     let registry = pods::Registry::default();
+    let hostports_task = tokio::spawn(hostports::run(registry.clone(), shutdown.clone()));
     let pods_task = tokio::spawn(pods::run(
         client.clone(),
         cfg.clone(),
         cri.clone(),
         registry.clone(),
-        shutdown.clone(),
-    ));
-    let hostports_task = tokio::spawn(hostports::run(
-        client.clone(),
-        cfg.clone(),
         shutdown.clone(),
     ));
     let server_task = tokio::spawn(server::run(

@@ -60,18 +60,41 @@ const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// upstream's `minimumGracePeriodInSeconds`.
 const MIN_GRACE_SECONDS: i64 = 2;
 
-/// The pods bound to this node by namespace and name, as the watch last saw them (for
-/// the kubelet's endpoint).
-#[derive(Clone, Default)]
-pub struct Registry(Arc<RwLock<HashMap<(String, String), Pod>>>);
+/// The pods bound to this node by namespace and name, as the kubelet's one watch of them
+/// last saw them: for the kubelet's endpoint and the host ports, which follow its changes
+/// ([`Registry::changes`]) instead of watching the pods again.
+#[derive(Clone)]
+pub struct Registry {
+    pods: Arc<RwLock<HashMap<(String, String), Pod>>>,
+    changed: Arc<watch::Sender<()>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            pods: Arc::default(),
+            changed: Arc::new(watch::channel(()).0),
+        }
+    }
+}
 
 impl Registry {
     pub fn get(&self, namespace: &str, name: &str) -> Option<Pod> {
-        self.0
+        self.pods
             .read()
             .expect("lock")
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
+    }
+
+    /// `f` of the pods as they are now.
+    pub fn read<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &Pod>) -> R) -> R {
+        f(&mut self.pods.read().expect("lock").values())
+    }
+
+    /// Marked changed after each change of the pods.
+    pub fn changes(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
     }
 
     fn key(p: &Pod) -> (String, String) {
@@ -82,18 +105,30 @@ impl Registry {
     }
 
     fn set(&self, p: &Pod) {
-        self.0
+        self.pods
             .write()
             .expect("lock")
             .insert(Self::key(p), p.clone());
+        self.changed.send_replace(());
     }
 
     fn remove(&self, p: &Pod) {
-        let mut m = self.0.write().expect("lock");
+        let mut m = self.pods.write().expect("lock");
         let key = Self::key(p);
         if m.get(&key).and_then(|o| o.metadata.uid.as_ref()) == p.metadata.uid.as_ref() {
             m.remove(&key);
         }
+        drop(m);
+        self.changed.send_replace(());
+    }
+
+    /// The end of a relist: pods it did not see (by uid) are gone.
+    fn retain_uids(&self, seen: &HashSet<String>) {
+        self.pods
+            .write()
+            .expect("lock")
+            .retain(|_, p| p.metadata.uid.as_ref().is_some_and(|u| seen.contains(u)));
+        self.changed.send_replace(());
     }
 }
 
@@ -232,6 +267,7 @@ pub async fn run(
                 }
                 Some(Ok(watcher::Event::InitDone)) => {
                     let seen = listing.take().unwrap_or_default();
+                    registry.retain_uids(&seen);
                     for (uid, h) in &workers {
                         if !seen.contains(uid) {
                             h.tx.send_replace(None);
@@ -1820,6 +1856,31 @@ fn all_containers(pod: &Pod) -> impl Iterator<Item = (&Container, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_registry_signals_its_changes_and_forgets_what_a_relist_did_not_see() {
+        let pod = |name: &str, uid: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "ns", "uid": uid}}))
+            .unwrap()
+        };
+        let r = Registry::default();
+        let mut changes = r.changes();
+        assert!(!changes.has_changed().unwrap());
+        r.set(&pod("a", "ua"));
+        r.set(&pod("b", "ub"));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        // A delete of an older pod of the same name leaves the newer one.
+        r.remove(&pod("b", "old-b"));
+        assert!(r.get("ns", "b").is_some());
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        r.retain_uids(&HashSet::from(["ua".to_string()]));
+        assert!(changes.has_changed().unwrap());
+        assert!(r.get("ns", "b").is_none());
+        assert_eq!(r.read(|pods| pods.count()), 1);
+    }
 
     #[test]
     fn go_durations() {

@@ -34,6 +34,14 @@ pub fn phase(p: &Pod) -> &str {
         .unwrap_or("")
 }
 
+/// `podutil.IsPodReady`: the pod's Ready condition is True.
+pub fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// A short account of a pod's status for error messages: its phase and each
 /// container's state.
 pub fn describe(p: &Pod) -> String {

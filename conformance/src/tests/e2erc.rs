@@ -9,21 +9,15 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{json, Value};
 
-use super::e2epod::{describe, eventually};
+use super::e2epod::{describe, eventually, is_ready, phase};
 use crate::Ctx;
 
 /// How long `run` waits for the pods (upstream's `RCConfig.Timeout` default).
 const TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
-/// Whether the pod runs and is Ready.
+/// testutils' `PodRunningReady`: the pod runs and is Ready.
 pub fn running_and_ready(p: &Pod) -> bool {
-    let st = p.status.as_ref();
-    st.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && st
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+    phase(p) == "Running" && is_ready(p)
 }
 
 /// Creates the RC `name` (selector `name: <name>`) with `replicas` pods of `container`

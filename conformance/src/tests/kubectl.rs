@@ -638,7 +638,7 @@ async fn label(ctx: Ctx) -> anyhow::Result<()> {
             "pause",
             e2epod::POD_START_TIMEOUT,
             "ready",
-            pod_ready,
+            e2epod::is_ready,
         )
         .await?;
         let (name, value) = ("testing-label", "testing-label-value");
@@ -663,13 +663,6 @@ async fn label(ctx: Ctx) -> anyhow::Result<()> {
     .await;
     let cleanup = cleanup_kubectl_inputs(&ctx, &yaml, &["name=pause"]).await;
     r.and(cleanup)
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 async fn patch(ctx: Ctx) -> anyhow::Result<()> {
@@ -948,7 +941,7 @@ async fn logs(ctx: Ctx) -> anyhow::Result<()> {
     let r = async {
         // CheckPodsRunningReadyOrSucceeded
         e2epod::wait_for(&e2epod::api(&ctx), POD, e2epod::POD_START_TIMEOUT, "running and ready, or succeeded", |p| {
-            e2epod::phase(p) == "Succeeded" || (e2epod::phase(p) == "Running" && pod_ready(p))
+            e2epod::phase(p) == "Succeeded" || (e2epod::phase(p) == "Running" && e2epod::is_ready(p))
         })
         .await
         .with_context(|| format!("Pod {POD} was not ready"))?;

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::DeleteParams;
 use serde_json::{json, Value};
 
 use super::e2epod::{self, eventually};
-use super::{agnhost_image, busybox_image, pause_image, proxy, test};
+use super::{agnhost_image, busybox_image, e2enode, pause_image, proxy, test};
 use crate::{Ctx, Test};
 
 const AREA: &str = "Lifecycle hooks";
@@ -131,32 +131,6 @@ async fn prestop_calls_server(ctx: Ctx) -> anyhow::Result<()> {
     .await
 }
 
-/// `e2enode.GetRandomReadySchedulableNode`: a node that is Ready, schedulable and has no
-/// NoSchedule/NoExecute taint (the first such one).
-async fn random_ready_schedulable_node(ctx: &Ctx) -> anyhow::Result<String> {
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let list = nodes.list(&ListParams::default()).await?;
-    list.items
-        .iter()
-        .filter(|n| {
-            let spec = n.spec.clone().unwrap_or_default();
-            let ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let tainted = spec
-                .taints
-                .iter()
-                .flatten()
-                .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute");
-            ready && !spec.unschedulable.unwrap_or(false) && !tainted
-        })
-        .filter_map(|n| n.metadata.name.clone())
-        .next()
-        .context("no ready schedulable node")
-}
-
 /// `e2epod.SetAffinity` + `SetNodeSelection`: required node affinity on the node's name.
 fn node_affinity(node: &str) -> Value {
     json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -167,7 +141,7 @@ fn node_affinity(node: &str) -> Value {
 /// The `BeforeEach`: the netexec pod that logs the hooks' requests, on a ready node; its
 /// IP and node.
 async fn create_handler_pod(ctx: &Ctx) -> anyhow::Result<(String, String)> {
-    let node = random_ready_schedulable_node(ctx).await?;
+    let node = e2enode::random_ready_schedulable_node(ctx).await?;
     let p = e2epod::pod(json!({
         "metadata": {"name": HANDLER_POD},
         "spec": {

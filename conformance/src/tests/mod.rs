@@ -7,6 +7,7 @@ mod configmaps;
 mod container_runtime;
 mod dns;
 mod downward_api;
+mod e2enode;
 mod e2epod;
 mod e2erc;
 mod empty_dir;

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use serde_json::json;
 
-use super::e2epod;
 use super::svcjig;
 use super::test;
+use super::{e2enode, e2epod};
 use crate::{Ctx, Test};
 
 const AREA: &str = "Networking";
@@ -96,7 +96,7 @@ async fn create_host_port_pod_on_node(
 async fn host_port_no_conflict(ctx: Ctx) -> anyhow::Result<()> {
     use rand::seq::SliceRandom;
     let localhost = "127.0.0.1";
-    let nodes = svcjig::bounded_ready_schedulable_nodes(&ctx, 1).await?;
+    let nodes = e2enode::bounded_ready_schedulable_nodes(&ctx, 1).await?;
     let node = nodes
         .choose(&mut rand::thread_rng())
         .context("No nodes available")?;
@@ -203,7 +203,7 @@ impl Config {
     async fn setup_core(ctx: &Ctx, host_network: bool) -> anyhow::Result<Config> {
         let selector = format!("selector-{}", super::uuid());
         let api = e2epod::api(ctx);
-        let nodes = svcjig::bounded_ready_schedulable_nodes(ctx, MAX_NET_PROXY_PODS_COUNT).await?;
+        let nodes = e2enode::bounded_ready_schedulable_nodes(ctx, MAX_NET_PROXY_PODS_COUNT).await?;
         let probe = json!({"initialDelaySeconds": 10, "timeoutSeconds": 30, "periodSeconds": 10,
                            "successThreshold": 1, "failureThreshold": 3,
                            "httpGet": {"path": "/healthz", "port": ENDPOINT_HTTP_PORT}});

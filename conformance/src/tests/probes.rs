@@ -9,7 +9,7 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::{json, Value};
 
 use super::e2epod::{self, POD_START_TIMEOUT};
-use super::{agnhost_image, busybox_image, test, uuid};
+use super::{agnhost_image, busybox_image, e2erc, test, uuid};
 use crate::{Ctx, Test};
 
 const AREA: &str = "Container Probes";
@@ -196,19 +196,6 @@ fn grpc_server_pod_spec(
     }))
 }
 
-/// podutil's `IsPodReady`: the Ready condition is True.
-fn is_pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// testutils' `PodRunningReady`: Running and Ready.
-fn pod_running_ready(p: &Pod) -> bool {
-    e2epod::phase(p) == "Running" && is_pod_ready(p)
-}
-
 /// Upstream's `getRestartCount`: the sum over all containers.
 fn get_restart_count(p: &Pod) -> i32 {
     let st = p.status.clone().unwrap_or_default();
@@ -345,12 +332,12 @@ async fn readiness_initial_delay(ctx: Ctx) -> anyhow::Result<()> {
     let name = p.metadata.name.clone().unwrap_or_default();
     // `WaitTimeoutForPodReadyInNamespace`: Running and Ready; a pod that ended is an error.
     e2epod::wait_for(&api, &name, POD_START_TIMEOUT, "running and ready", |p| {
-        pod_running_ready(p) || matches!(e2epod::phase(p), "Succeeded" | "Failed")
+        e2erc::running_and_ready(p) || matches!(e2epod::phase(p), "Succeeded" | "Failed")
     })
     .await?;
     let p = api.get(&name).await?;
     ensure!(
-        pod_running_ready(&p),
+        e2erc::running_and_ready(&p),
         "pod {}/{name} should be ready: {}",
         ctx.ns,
         e2epod::describe(&p)
@@ -410,7 +397,7 @@ async fn readiness_failing(ctx: Ctx) -> anyhow::Result<()> {
     while tokio::time::Instant::now() < end {
         let p = api.get(&name).await?;
         ensure!(
-            !is_pod_ready(&p),
+            !e2epod::is_ready(&p),
             "pod should not be ready: {}",
             e2epod::describe(&p)
         );
@@ -418,7 +405,7 @@ async fn readiness_failing(ctx: Ctx) -> anyhow::Result<()> {
     }
     let p = api.get(&name).await?;
     ensure!(
-        !pod_running_ready(&p),
+        !e2erc::running_and_ready(&p),
         "pod {}/{name} should be not ready",
         ctx.ns
     );

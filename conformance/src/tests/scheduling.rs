@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
-use super::{agnhost_image, e2epod, pause_image, test, uuid};
+use super::{agnhost_image, e2enode, e2epod, pause_image, test, uuid};
 use crate::{Ctx, Test};
 
 const AREA: &str = "SchedulerPredicates";
@@ -54,89 +54,16 @@ pub fn tests() -> Vec<Test> {
 // BeforeEach and helpers
 // ---------------------------------------------------------------------------
 
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Upstream's `e2enode.GetReadySchedulableNodes`: Ready, not unschedulable, and without a
-/// NoSchedule or NoExecute taint.
-async fn ready_schedulable_nodes(ctx: &Ctx) -> anyhow::Result<Vec<Node>> {
-    let nodes = Api::<Node>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?;
-    Ok(nodes
-        .items
-        .into_iter()
-        .filter(|n| {
-            let spec = n.spec.clone().unwrap_or_default();
-            node_ready(n)
-                && !spec.unschedulable.unwrap_or(false)
-                && !spec
-                    .taints
-                    .iter()
-                    .flatten()
-                    .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        })
-        .collect())
-}
-
 /// Upstream's BeforeEach: all nodes Ready (for a minute at most), the worker nodes, and
 /// `CheckTestingNSDeletedExcept`: the other test namespaces gone.
 async fn before_each(ctx: &Ctx) -> anyhow::Result<(Vec<Node>, BTreeSet<String>)> {
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    e2epod::eventually(
-        Duration::from_secs(60),
-        Duration::from_secs(2),
-        "all nodes Ready",
-        || async {
-            match nodes.list(&ListParams::default()).await {
-                Ok(l) if l.items.iter().all(node_ready) => Ok(()),
-                Ok(l) => Err(format!(
-                    "not ready: {:?}",
-                    l.items
-                        .iter()
-                        .filter(|n| !node_ready(n))
-                        .map(|n| n.metadata.name.clone())
-                        .collect::<Vec<_>>()
-                )),
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await?;
-    let list = ready_schedulable_nodes(ctx).await?;
+    e2enode::wait_for_total_healthy(ctx).await?;
+    let list = e2enode::ready_schedulable_nodes(ctx).await?;
     let workers = list
         .iter()
         .filter_map(|n| n.metadata.name.clone())
         .collect();
-    let nss: Api<Namespace> = Api::all(ctx.client.clone());
-    e2epod::eventually(
-        Duration::from_secs(15 * 60),
-        Duration::from_secs(2),
-        "the other test namespaces to be deleted",
-        || async {
-            match nss.list(&ListParams::default().labels("e2e-run")).await {
-                Ok(l) => {
-                    let others: Vec<String> = l
-                        .items
-                        .iter()
-                        .filter_map(|n| n.metadata.name.clone())
-                        .filter(|n| *n != ctx.ns)
-                        .collect();
-                    if others.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(format!("namespaces left: {others:?}"))
-                    }
-                }
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await?;
+    e2enode::check_testing_ns_deleted_except(ctx).await?;
     Ok((list, workers))
 }
 
@@ -430,7 +357,7 @@ async fn resource_limits(ctx: Ctx) -> anyhow::Result<()> {
     wait_for_stable_cluster(&ctx, &workers).await?;
     let mut max_allocatable = 0i64;
     let mut allocatable: BTreeMap<String, i64> = BTreeMap::new();
-    for n in node_list.iter().filter(|n| node_ready(n)) {
+    for n in node_list.iter().filter(|n| e2enode::ready(n)) {
         let name = n.metadata.name.clone().unwrap_or_default();
         add_label(&ctx, &name, "node", &name).await?;
         let cpu = n

@@ -12,9 +12,9 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
-use super::e2epod;
 use super::svcjig::{self, Jig};
 use super::test;
+use super::{e2enode, e2epod};
 use crate::{Ctx, Test};
 
 const AREA: &str = "Services";
@@ -347,7 +347,7 @@ async fn affinity_test(
         .with_context(|| format!("failed to fetch service: {name} in namespace: {}", ctx.ns))?;
     let spec = svc.spec.clone().unwrap_or_default();
     let (ip, port) = if svc_type == "NodePort" {
-        let nodes = svcjig::bounded_ready_schedulable_nodes(&ctx, usize::MAX).await?;
+        let nodes = e2enode::bounded_ready_schedulable_nodes(&ctx, usize::MAX).await?;
         let v6 = spec.cluster_ip.as_deref().unwrap_or_default().contains(':');
         let ip = svcjig::collect_addresses(&nodes, "InternalIP")
             .into_iter()

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
-use super::e2epod;
+use super::{e2enode, e2epod};
 use crate::Ctx;
 
 /// Upstream's `e2eservice.ServiceEndpointsTimeout`.
@@ -194,7 +194,7 @@ impl Jig {
         let spec = svc.spec.clone().unwrap_or_default();
         let ip = spec.cluster_ip.clone().unwrap_or_default();
         // Only 2 nodes, as upstream.
-        let nodes = bounded_ready_schedulable_nodes(ctx, 2).await?;
+        let nodes = e2enode::bounded_ready_schedulable_nodes(ctx, 2).await?;
         self.wait_for_available_endpoint(SERVICE_ENDPOINTS_TIMEOUT)
             .await?;
         for sp in spec.ports.iter().flatten() {
@@ -435,38 +435,6 @@ pub fn collect_addresses(nodes: &[Node], kind: &str) -> Vec<String> {
         .filter(|a| a.type_ == kind)
         .map(|a| a.address.clone())
         .collect()
-}
-
-/// `e2enode.GetBoundedReadySchedulableNodes`: at most `max` nodes that are Ready,
-/// schedulable and without NoSchedule/NoExecute taints.
-pub async fn bounded_ready_schedulable_nodes(ctx: &Ctx, max: usize) -> anyhow::Result<Vec<Node>> {
-    let nodes = Api::<Node>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await
-        .context("listing nodes")?;
-    let ok: Vec<Node> = nodes
-        .items
-        .into_iter()
-        .filter(|n| {
-            let spec = n.spec.clone().unwrap_or_default();
-            let ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let tainted = spec
-                .taints
-                .iter()
-                .flatten()
-                .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute");
-            ready && !spec.unschedulable.unwrap_or(false) && !tainted
-        })
-        .take(max)
-        .collect();
-    if ok.is_empty() {
-        bail!("there are currently no ready, schedulable nodes in the cluster");
-    }
-    Ok(ok)
 }
 
 /// `e2epod.CreateExecPodOrFail`: an agnhost pod (`pause`) named from `generate_name`,

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{e2epod, pause_image, test};
+use super::{e2enode, e2epod, pause_image, test};
 use crate::{Ctx, Test};
 
 const AREA: &str = "Nodes";
@@ -140,59 +140,13 @@ fn observe_deletions(ctx: &Ctx, label: &str) -> DeletionObserver {
     DeletionObserver { rx, task }
 }
 
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// Upstream's BeforeEach: `WaitForTotalHealthy` for a minute (its error not checked, as
 /// upstream), and `CheckTestingNSDeletedExcept`: the other test namespaces gone.
 async fn before_each(ctx: &Ctx) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let healthy = e2epod::eventually(
-        Duration::from_secs(60),
-        Duration::from_secs(2),
-        "all nodes Ready",
-        || async {
-            match nodes.list(&ListParams::default()).await {
-                Ok(l) if l.items.iter().all(node_ready) => Ok(()),
-                Ok(_) => Err("some nodes are not Ready".to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await;
-    if let Err(e) = healthy {
+    if let Err(e) = e2enode::wait_for_total_healthy(ctx).await {
         eprintln!("WaitForTotalHealthy: {e}");
     }
-    let nss: Api<Namespace> = Api::all(ctx.client.clone());
-    e2epod::eventually(
-        Duration::from_secs(15 * 60),
-        Duration::from_secs(2),
-        "the other test namespaces to be deleted",
-        || async {
-            match nss.list(&ListParams::default().labels("e2e-run")).await {
-                Ok(l) => {
-                    let others: Vec<String> = l
-                        .items
-                        .iter()
-                        .filter_map(|n| n.metadata.name.clone())
-                        .filter(|n| *n != ctx.ns)
-                        .collect();
-                    if others.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(format!("namespaces left: {others:?}"))
-                    }
-                }
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await?;
-    Ok(())
+    e2enode::check_testing_ns_deleted_except(ctx).await
 }
 
 /// Upstream's `testutils.RunPodAndGetNodeName`: creates the pod, waits until it runs, and
