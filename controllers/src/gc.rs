@@ -248,7 +248,14 @@ async fn sweep(client: &Client, kinds: &[Kind]) -> Result<(), kube::Error> {
     }
     // Dependents whose owners are gone.
     let by_uid = &by_uid;
-    let orphaned = objs.iter().filter(|o| !o.owners.is_empty() && !o.deleting);
+    // Only objects with an owner the cache lacks can have one gone: a call (and a boxed
+    // future) for each of those, not for every object with owners.
+    let orphaned = objs.iter().filter(|o| {
+        !o.deleting
+            && o.owners
+                .iter()
+                .any(|r| !by_uid.contains_key(r.uid.as_str()))
+    });
     let calls = orphaned.map(|d| {
         async move {
         let mut absent = Vec::new();
