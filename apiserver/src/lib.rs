@@ -86,6 +86,7 @@ pub struct Server {
     pub pki: pki::Pki,
     listener: tokio::net::TcpListener,
     tls: rustls::ServerConfig,
+    router: axum::Router,
 }
 
 impl Server {
@@ -101,10 +102,7 @@ impl Server {
             format!("cannot listen on {addr}: is another server running? (--https-listen-port)")
         })?;
         let token = pki.read_token()?;
-        let admin = Identity::User {
-            name: "system:admin".into(),
-            groups: vec!["system:masters".into()],
-        };
+        let admin = Identity::admin();
         let mut tokens = vec![(token.clone(), admin.clone())];
         if let Some((_, secret)) = token.split_once("::server:") {
             tokens.push((secret.to_string(), admin));
@@ -123,11 +121,15 @@ impl Server {
             service_lock: tokio::sync::Mutex::new(()),
             ready: tokio::sync::watch::channel(false).0,
         });
+        let router = axum::Router::new()
+            .fallback(dispatch)
+            .with_state(app.clone());
         Ok(Server {
             app,
             pki,
             listener,
             tls,
+            router,
         })
     }
 
@@ -135,13 +137,15 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The API for clients in this process (see [`serve::LocalService`]).
+    pub fn local_service(&self) -> serve::LocalService {
+        serve::LocalService::new(self.router.clone())
+    }
+
     /// Serves until `shutdown` fires.
     pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-        let router = axum::Router::new()
-            .fallback(dispatch)
-            .with_state(self.app.clone());
         let app = self.app.clone();
-        let serving = tokio::spawn(serve::serve(self.listener, self.tls, router, shutdown));
+        let serving = tokio::spawn(serve::serve(self.listener, self.tls, self.router, shutdown));
         bootstrap::run(&app).await?;
         app.ready.send_replace(true);
         tracing::info!("API server ready");

@@ -1,5 +1,6 @@
 //! HTTPS with rustls: client certificates signed by the cluster CA and bearer tokens
 //! authenticate; everything else is anonymous (and gets 401 outside the health paths).
+//! Clients in the server's own process are served by [`LocalService`] instead.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,16 @@ use crate::pki::Pki;
 pub enum Identity {
     Anonymous,
     User { name: String, groups: Vec<String> },
+}
+
+impl Identity {
+    /// The cluster's administrator (what the written kubeconfig's certificate names).
+    pub fn admin() -> Identity {
+        Identity::User {
+            name: "system:admin".into(),
+            groups: vec!["system:masters".into()],
+        }
+    }
 }
 
 fn load_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -126,5 +137,77 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
+    }
+}
+
+/// The API for clients in the server's own process (the scheduler, the controllers, the
+/// server's kubelet and proxy), as a `tower::Service` for `kube::Client::new`: requests
+/// take the same route as over HTTPS, as the cluster's administrator, without TLS, TCP or
+/// HTTP framing (a watch's body is the server's stream itself). Each request runs on a task
+/// of its own, as a connection's would, so a client that gives up on a write does not cut
+/// it short. Upgrades (exec, attach, port-forward) need a connection: they are not served.
+#[derive(Clone)]
+pub struct LocalService {
+    router: axum::Router,
+}
+
+impl LocalService {
+    pub fn new(router: axum::Router) -> LocalService {
+        LocalService { router }
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for LocalService
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = http::Response<axum::body::Body>;
+    type Error = axum::BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(Identity::admin());
+        let served = tokio::spawn(self.router.clone().oneshot(req));
+        Box::pin(async move {
+            match served.await {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(never)) => match never {},
+                Err(e) => Err(format!("the API server's handler failed: {e}").into()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_local_service_serves_the_router_as_the_admin() {
+        let router =
+            axum::Router::new().fallback(|req: http::Request<axum::body::Body>| async move {
+                let who = format!("{:?}", req.extensions().get::<Identity>());
+                let body = axum::body::to_bytes(req.into_body(), 1024).await.unwrap();
+                format!("{who} {}", String::from_utf8_lossy(&body))
+            });
+        let req = http::Request::post("/api/v1/namespaces")
+            .body(String::from("{}"))
+            .unwrap();
+        let resp = LocalService::new(router).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("{:?} {{}}", Some(Identity::admin()))
+        );
     }
 }

@@ -314,14 +314,14 @@ async fn server(args: ServerArgs) -> Result<()> {
     let client_ca_pem = std::fs::read_to_string(&server.pki.ca_cert)
         .with_context(|| format!("cannot read {}", server.pki.ca_cert.display()))?;
     let mut ready = server.app.ready.subscribe();
+    // The scheduler, controllers, kubelet and proxy in this process are clients of the API
+    // like any other, served in process (no TLS or TCP over loopback).
+    let client = kube::Client::new(server.local_service(), "default");
     let serving = tokio::spawn(server.run(rx.clone()));
     ready
         .wait_for(|r| *r)
         .await
         .context("the API server stopped before it was ready")?;
-    let kubeconfig = kube::config::Kubeconfig::read_from(&args.write_kubeconfig)?;
-    let client_cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let client = kube::Client::try_from(client_cfg)?;
     let identity = format!(
         "{}_{}",
         args.node.node_name.clone().unwrap_or_else(hostname),
