@@ -530,6 +530,20 @@ impl App {
             .or(filter.field.required_value("metadata.name"));
         let rv = q.get("resourceVersion").unwrap_or("");
         let send_initial = q.get("sendInitialEvents") == Some("true");
+        // A metadata watch selecting by labels or names only (the garbage collector's) reads
+        // only the metadata of each event.
+        let metadata_only = matches!(
+            accept,
+            Accept::PartialMetadata | Accept::PartialMetadataList
+        ) && filter.field.is_empty_or_metadata_only();
+        let res = t.res;
+        let decode = move |bytes: &[u8], rev: i64| -> Value {
+            if metadata_only {
+                object::decode_stored_metadata(bytes, rev)
+            } else {
+                res.decode(bytes, rev)
+            }
+        };
         let mut initial = Vec::new();
         let from: i64 = if rv.is_empty() || rv == "0" || send_initial {
             let page = self
@@ -540,7 +554,7 @@ impl App {
                 })
                 .await?;
             for kv in page.items {
-                let obj = t.res.decode(&kv.value, kv.mod_revision);
+                let obj = decode(&kv.value, kv.mod_revision);
                 if filter.matches(&obj)
                     && name_only.as_deref().is_none_or(|n| object::name(&obj) == n)
                 {
@@ -558,7 +572,6 @@ impl App {
             .map(|s| Duration::from_secs(s.max(0) as u64))
             .unwrap_or_else(|| Duration::from_secs(1800 + rand::random::<u64>() % 1800));
         let include = q.get("includeObject").map(str::to_string);
-        let res = t.res;
         // As plain lists: events of a plain watch are written from the stored bytes.
         let fast = accept == Accept::Json
             && filter.is_empty()
@@ -572,6 +585,11 @@ impl App {
                         .unwrap_or("")
                         .to_string();
                     table::to_table(res, &[obj], &rv, include.as_deref(), first, None)
+                }
+                Accept::PartialMetadata | Accept::PartialMetadataList
+                    if ty != "ERROR" && ty != "BOOKMARK" && !metadata_only =>
+                {
+                    table::partial_metadata(&obj)
                 }
                 _ => obj,
             };
@@ -654,14 +672,14 @@ impl App {
                     first = false;
                     continue;
                 }
-                let new = res.decode(&ev.kv.value, ev.kv.mod_revision);
+                let new = decode(&ev.kv.value, ev.kv.mod_revision);
                 if let Some(n) = &name_only {
                     if object::name(&new) != n {
                         continue;
                     }
                 }
                 let old_matches = ev.prev.as_ref().is_some_and(|p| {
-                    filter.is_empty() || filter.matches(&res.decode(&p.value, p.mod_revision))
+                    filter.is_empty() || filter.matches(&decode(&p.value, p.mod_revision))
                 });
                 let out = match ev.kind {
                     EventKind::Delete if old_matches => Some(("DELETED", new)),
@@ -670,7 +688,7 @@ impl App {
                         (true, true) => Some(("MODIFIED", new)),
                         (false, true) => Some(("ADDED", new)),
                         (true, false) => {
-                            let mut old = res.decode(
+                            let mut old = decode(
                                 &ev.prev.as_ref().expect("old matched").value,
                                 ev.kv.mod_revision,
                             );

@@ -104,6 +104,25 @@ impl serde::Serialize for Skipping<'_> {
     }
 }
 
+/// The PartialObjectMetadata of an object read from the store (resource version set),
+/// parsing only its metadata: the rest of the bytes is skimmed, never built.
+pub fn decode_stored_metadata(bytes: &[u8], rev: i64) -> Value {
+    #[derive(serde::Deserialize)]
+    struct OnlyMetadata {
+        #[serde(default)]
+        metadata: Map<String, Value>,
+    }
+    let mut metadata = serde_json::from_slice::<OnlyMetadata>(bytes)
+        .map(|o| o.metadata)
+        .unwrap_or_default();
+    metadata.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+    })
+}
+
 /// An object read from the store, with its resource version set.
 pub fn decode_stored(bytes: &[u8], rev: i64) -> Value {
     let mut v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);

@@ -833,6 +833,12 @@ impl FieldSelector {
     }
 
     /// If the selector requires `field` to equal one value (e.g. metadata.name=x), that value.
+    /// Whether the selector reads nothing outside `metadata` (a PartialObjectMetadata can
+    /// be matched against it).
+    pub fn is_empty_or_metadata_only(&self) -> bool {
+        self.terms.iter().all(|t| t.field.starts_with("metadata."))
+    }
+
     pub fn required_value(&self, field: &str) -> Option<String> {
         self.terms
             .iter()

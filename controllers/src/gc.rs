@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
 };
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
@@ -54,7 +55,7 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
 struct Kind {
     ar: ApiResource,
     namespaced: bool,
-    store: Store<DynamicObject>,
+    store: Store<PartialObjectMeta<DynamicObject>>,
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
@@ -64,15 +65,13 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     for &(group, version, kind, plural, namespaced) in KINDS {
         let ar =
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        // Only metadata matters here: a metadata watch, as upstream's collector's informers.
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &ar);
         let writer = Writer::new(ar.clone());
         let store = writer.as_reader();
         let tx = dirty_tx.clone();
-        // Only metadata matters here: the rest is dropped as it arrives.
-        let stream = watcher(api, watcher::Config::default()).modify(|o| {
-            o.data = serde_json::Value::Null;
-            crate::strip(&mut o.metadata);
-        });
+        let stream =
+            watcher(api, watcher::Config::default()).modify(|o| crate::strip(&mut o.metadata));
         let feed = reflector::reflector(writer, stream)
             .default_backoff()
             .touched_objects()
@@ -122,7 +121,7 @@ async fn sweep(client: &Client, kinds: &[Kind]) -> Result<(), kube::Error> {
     let mut objs: Vec<Obj> = Vec::new();
     for (i, k) in kinds.iter().enumerate() {
         for o in k.store.state() {
-            let o: Arc<DynamicObject> = o;
+            let o: Arc<PartialObjectMeta<DynamicObject>> = o;
             objs.push(Obj {
                 kind: i,
                 ns: o.namespace(),

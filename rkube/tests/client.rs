@@ -216,3 +216,49 @@ async fn unknown_fields_warn_by_default_and_evictions_delete() {
     pods.evict("e", &Default::default()).await.unwrap();
     assert!(pods.get_opt("e").await.unwrap().is_none());
 }
+
+/// A metadata watch (`Accept: …;as=PartialObjectMetadata`, what `Api<PartialObjectMeta<K>>`
+/// and upstream's garbage collector use) gets PartialObjectMetadata objects, label-selected,
+/// from its initial list and from the changes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_watch_gets_partial_object_metadata() {
+    use kube::core::PartialObjectMeta;
+    let c = Cluster::start();
+    let api: Api<ConfigMap> = Api::namespaced(c.client(), "default");
+    let meta: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(c.client(), "default");
+    let mut labelled = cm("labelled", "0");
+    labelled.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
+    let first = api.create(&PostParams::default(), &labelled).await.unwrap();
+    let rv = first.metadata.resource_version.clone().unwrap();
+    let selected = WatchParams::default().labels("app=x");
+    let initial = meta.watch(&selected, "0").await.unwrap().take(1);
+    let mut events: Vec<_> = initial.try_collect().await.unwrap();
+    api.create(&PostParams::default(), &cm("other", "0"))
+        .await
+        .unwrap();
+    api.delete("labelled", &DeleteParams::default())
+        .await
+        .unwrap();
+    let changes = meta.watch(&selected, &rv).await.unwrap().take(1);
+    events.extend(changes.try_collect::<Vec<_>>().await.unwrap());
+    let got: Vec<(&str, String, String)> = events
+        .iter()
+        .map(|e| {
+            let (ty, o) = match e {
+                WatchEvent::Added(o) => ("ADDED", o),
+                WatchEvent::Deleted(o) => ("DELETED", o),
+                other => panic!("unexpected event {other:?}"),
+            };
+            let kind = o.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
+            (ty, o.metadata.name.clone().unwrap(), kind)
+        })
+        .collect();
+    let partial = "PartialObjectMetadata".to_string();
+    assert_eq!(
+        got,
+        [
+            ("ADDED", "labelled".into(), partial.clone()),
+            ("DELETED", "labelled".into(), partial)
+        ]
+    );
+}
