@@ -99,6 +99,18 @@ impl Filter {
     }
 }
 
+/// A watch event line of type `ty` for the stored object `bytes` at revision `rev`, written
+/// without decoding it.
+fn spliced_event(ty: &str, bytes: &[u8], rev: i64) -> Bytes {
+    let mut line = Vec::with_capacity(bytes.len() + 64);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(ty.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    object::splice_resource_version(&mut line, bytes, rev);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
 /// The continue token: upstream's format, base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"key"}`.
 fn encode_continue(rv: i64, start_after: &str, prefix: &str) -> String {
     use base64::Engine;
@@ -381,8 +393,9 @@ impl App {
         }
         // A field selector on metadata.name narrows the scan to one key.
         let only_name = filter.field.required_value("metadata.name");
-        // Plain lists are assembled from the stored bytes without decoding them.
-        let fast = accept == Accept::Json && filter.is_empty() && t.res.stored_as.is_none();
+        // JSON lists are assembled from the stored bytes; a selecting one matches each object
+        // on the fields selectors read, never decoding it whole.
+        let fast = accept == Accept::Json && t.res.stored_as.is_none();
         let mut raw_items: Vec<(Vec<u8>, i64)> = Vec::new();
         let mut items = Vec::new();
         let mut more;
@@ -431,7 +444,9 @@ impl App {
                     }
                 }
                 if fast {
-                    raw_items.push((kv.value, kv.mod_revision));
+                    if filter.is_empty() || filter.matches(&object::decode_selectable(&kv.value)) {
+                        raw_items.push((kv.value, kv.mod_revision));
+                    }
                     continue;
                 }
                 let obj = t.res.decode(&kv.value, kv.mod_revision);
@@ -572,11 +587,11 @@ impl App {
             .map(|s| Duration::from_secs(s.max(0) as u64))
             .unwrap_or_else(|| Duration::from_secs(1800 + rand::random::<u64>() % 1800));
         let include = q.get("includeObject").map(str::to_string);
-        // As plain lists: events of a plain watch are written from the stored bytes.
-        let fast = accept == Accept::Json
-            && filter.is_empty()
-            && name_only.is_none()
-            && res.stored_as.is_none();
+        // As plain lists, events of a plain JSON watch are written from the stored bytes; a
+        // selecting one matches each event on the fields selectors read, never decoding it
+        // whole (a kubelet's watch of its node's pods).
+        let spliced = accept == Accept::Json && res.stored_as.is_none();
+        let fast = spliced && filter.is_empty() && name_only.is_none();
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let encode = move |ty: &str, obj: Value, first: bool| -> Bytes {
             let obj = match accept {
@@ -660,50 +675,60 @@ impl App {
                         (EventKind::Put, true) => "MODIFIED",
                         (EventKind::Put, false) => "ADDED",
                     };
-                    let mut line = Vec::with_capacity(ev.kv.value.len() + 64);
-                    line.extend_from_slice(b"{\"type\":\"");
-                    line.extend_from_slice(ty.as_bytes());
-                    line.extend_from_slice(b"\",\"object\":");
-                    object::splice_resource_version(&mut line, &ev.kv.value, ev.kv.mod_revision);
-                    line.extend_from_slice(b"}\n");
-                    if tx.send(Bytes::from(line)).await.is_err() {
+                    if tx
+                        .send(spliced_event(ty, &ev.kv.value, ev.kv.mod_revision))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     first = false;
                     continue;
                 }
-                let new = decode(&ev.kv.value, ev.kv.mod_revision);
+                let view = |bytes: &[u8], rev: i64| {
+                    if spliced {
+                        object::decode_selectable(bytes)
+                    } else {
+                        decode(bytes, rev)
+                    }
+                };
+                let new = view(&ev.kv.value, ev.kv.mod_revision);
                 if let Some(n) = &name_only {
                     if object::name(&new) != n {
                         continue;
                     }
                 }
                 let old_matches = ev.prev.as_ref().is_some_and(|p| {
-                    filter.is_empty() || filter.matches(&decode(&p.value, p.mod_revision))
+                    filter.is_empty() || filter.matches(&view(&p.value, p.mod_revision))
                 });
-                let out = match ev.kind {
-                    EventKind::Delete if old_matches => Some(("DELETED", new)),
-                    EventKind::Delete => None,
+                // The event, and whether it carries the object as it was before.
+                let (ty, was) = match ev.kind {
+                    EventKind::Delete if old_matches => ("DELETED", false),
+                    EventKind::Delete => continue,
                     EventKind::Put => match (old_matches, filter.matches(&new)) {
-                        (true, true) => Some(("MODIFIED", new)),
-                        (false, true) => Some(("ADDED", new)),
-                        (true, false) => {
-                            let mut old = decode(
-                                &ev.prev.as_ref().expect("old matched").value,
-                                ev.kv.mod_revision,
-                            );
-                            meta_mut(&mut old);
-                            Some(("DELETED", old))
-                        }
-                        (false, false) => None,
+                        (true, true) => ("MODIFIED", false),
+                        (false, true) => ("ADDED", false),
+                        (true, false) => ("DELETED", true),
+                        (false, false) => continue,
                     },
                 };
-                if let Some((ty, obj)) = out {
-                    if tx.send(encode(ty, obj, first)).await.is_err() {
-                        return;
-                    }
-                    first = false;
+                let bytes = match (was, &ev.prev) {
+                    (true, Some(p)) => &p.value,
+                    _ => &ev.kv.value,
+                };
+                let line = if spliced {
+                    spliced_event(ty, bytes, ev.kv.mod_revision)
+                } else if was {
+                    let mut old = decode(bytes, ev.kv.mod_revision);
+                    meta_mut(&mut old);
+                    encode(ty, old, first)
+                } else {
+                    encode(ty, new, first)
+                };
+                if tx.send(line).await.is_err() {
+                    return;
                 }
+                first = false;
             }
         });
         drop(app);
@@ -1168,13 +1193,12 @@ impl App {
                 "name in URL does not match name in Eviction object",
             ));
         }
-        let (old, rev) = self.get_object(t, name).await?;
         let opts = match ev.get("deleteOptions") {
             Some(o) if o.is_object() => o.clone(),
             _ => json!({}),
         };
         let dry_run = q.get("dryRun") == Some("All");
-        self.delete_one(t, name, old, rev, &opts, dry_run).await?;
+        self.delete_current(t, name, &opts, dry_run).await?;
         Ok(json_response(
             StatusCode::CREATED,
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -1194,17 +1218,28 @@ impl App {
             || opts["dryRun"]
                 .as_array()
                 .is_some_and(|a| a.iter().any(|x| x == "All"));
-        // As upstream's store: a delete racing another write is tried again at the new
-        // revision; only the caller's own preconditions make it a conflict.
+        let (code, obj) = self.delete_current(t, name, &opts, dry_run).await?;
+        Ok(json_response(code, &obj))
+    }
+
+    /// Deletes the object as it is now. As upstream's store: a delete racing another write
+    /// (a kubelet's status update) is tried again at the new revision; only the caller's own
+    /// preconditions make it a conflict.
+    async fn delete_current(
+        &self,
+        t: &Target,
+        name: &str,
+        opts: &Value,
+        dry_run: bool,
+    ) -> ApiResult<(StatusCode, Value)> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let (old, rev) = self.get_object(t, name).await?;
-            check_delete_preconditions(t, name, &old, rev, &opts)?;
-            match self.delete_one(t, name, old, rev, &opts, dry_run).await {
+            check_delete_preconditions(t, name, &old, rev, opts)?;
+            match self.delete_one(t, name, old, rev, opts, dry_run).await {
                 Err(e) if e.code == 409 && e.reason == "Conflict" && attempt < 10 => continue,
-                Err(e) => return Err(e),
-                Ok((code, obj)) => return Ok(json_response(code, &obj)),
+                result => return result,
             }
         }
     }

@@ -159,10 +159,229 @@ pub fn splice_resource_version(out: &mut Vec<u8>, bytes: &[u8], rev: i64) {
     }
 }
 
+/// What a selector can read of an object read from the store, parsed without the rest: the
+/// top level's scalars; `metadata`'s scalars and its labels; the scalars of each other
+/// top-level object (`spec`, `status`, an event's `involvedObject`, …) and of the objects
+/// in their arrays (`status.podIPs`). Every field [`crate::selector::object_fields`] reads
+/// is among them, so a watch matches field and label selectors on this view instead of a
+/// whole parse (a pod's managed fields, containers and volumes are skimmed, never built).
+pub fn decode_selectable(bytes: &[u8]) -> Value {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Pruned(Keep::Top)
+        .deserialize(&mut de)
+        .ok()
+        .flatten()
+        .unwrap_or(Value::Null)
+}
+
+/// How much of a JSON value [`Pruned`] keeps, by where it is.
+#[derive(Clone, Copy, PartialEq)]
+enum Keep {
+    /// The object itself.
+    Top,
+    /// `metadata`: its scalars and labels.
+    Metadata,
+    /// A member of the top level other than `metadata`.
+    TopMember,
+    /// A member of such an object: scalars, and arrays of objects.
+    Nested,
+    /// An element of such an array.
+    Element,
+    /// Scalars only.
+    Scalar,
+    /// All of it.
+    Whole,
+}
+
+/// Parses a value, keeping what [`Keep`] says; `None` for a value skimmed over.
+struct Pruned(Keep);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Pruned {
+    type Value = Option<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+        if self.0 == Keep::Whole {
+            return <Value as serde::Deserialize>::deserialize(d).map(Some);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Pruned {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Option<Value>, E> {
+        Ok(Some(Value::String(v.to_string())))
+    }
+
+    fn visit_unit<E>(self) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Null))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<Option<Value>, A::Error> {
+        let member = |key: &str| match self.0 {
+            Keep::Top if key == "metadata" => Some(Keep::Metadata),
+            Keep::Top => Some(Keep::TopMember),
+            Keep::Metadata if key == "labels" => Some(Keep::Whole),
+            Keep::Metadata | Keep::Element => Some(Keep::Scalar),
+            Keep::TopMember => Some(Keep::Nested),
+            Keep::Nested | Keep::Scalar | Keep::Whole => None,
+        };
+        if member("").is_none() {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            return Ok(None);
+        }
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let keep = member(&key).expect("a kept object keeps members");
+            if let Some(v) = map.next_value_seed(Pruned(keep))? {
+                out.insert(key, v);
+            }
+        }
+        Ok(Some(Value::Object(out)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<Option<Value>, A::Error> {
+        if self.0 != Keep::Nested {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Pruned(Keep::Element))? {
+            out.extend(v);
+        }
+        Ok(Some(Value::Array(out)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Objects of the kinds with field selectors, with fields at every depth they are read.
+    fn selectable_samples() -> Vec<(&'static str, &'static str, Value)> {
+        vec![
+            (
+                "",
+                "pods",
+                json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "x", "tier": "db"},
+                    "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {}}}],
+                    "ownerReferences": [{"name": "rc", "uid": "u"}]},
+                "spec": {"nodeName": "n1", "restartPolicy": "Always", "schedulerName": "s",
+                    "serviceAccountName": "sa", "hostNetwork": true,
+                    "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}],
+                    "affinity": {"nodeAffinity": {}}},
+                "status": {"phase": "Running", "nominatedNodeName": "n2",
+                    "podIPs": [{"ip": "10.42.0.5"}], "conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+            (
+                "",
+                "pods",
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q"},
+                "spec": {}, "status": {"podIP": "10.42.0.6", "podIPs": [{"ip": "10.42.0.6"}]}}),
+            ),
+            (
+                "",
+                "events",
+                json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "ns"},
+                "involvedObject": {"kind": "Pod", "namespace": "ns", "name": "p", "uid": "u",
+                    "apiVersion": "v1", "resourceVersion": "7", "fieldPath": "spec.containers{c}"},
+                "reason": "Started", "type": "Normal", "source": {"component": "kubelet", "host": "n1"}}),
+            ),
+            (
+                "events.k8s.io",
+                "events",
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                "metadata": {"name": "e2"}, "regarding": {"kind": "Node", "name": "n1"},
+                "reportingController": "c", "deprecatedSource": {"component": "d"}}),
+            ),
+            (
+                "",
+                "secrets",
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                "type": "Opaque", "data": {"k": "dg=="}}),
+            ),
+            (
+                "",
+                "namespaces",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Terminating"}}),
+            ),
+            (
+                "",
+                "nodes",
+                json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                "spec": {"unschedulable": true, "taints": [{"key": "k", "effect": "NoSchedule"}]},
+                "status": {"images": [{"names": ["a", "b"], "sizeBytes": 1}]}}),
+            ),
+            (
+                "",
+                "replicationcontrollers",
+                json!({"apiVersion": "v1", "kind": "ReplicationController",
+                "metadata": {"name": "rc"}, "spec": {"replicas": 3, "template": {"metadata": {}}},
+                "status": {"replicas": 2}}),
+            ),
+            (
+                "",
+                "services",
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"},
+                "spec": {"clusterIP": "10.43.0.9", "type": "NodePort", "ports": [{"port": 80}]}}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_selectable_view_holds_what_selectors_read() {
+        for (group, resource, obj) in selectable_samples() {
+            let view = decode_selectable(&encode_stored(&obj));
+            assert_eq!(
+                crate::selector::object_fields(group, resource, &view),
+                crate::selector::object_fields(group, resource, &obj),
+                "{resource}: {view}"
+            );
+            assert_eq!(labels(&view), labels(&obj), "{resource}");
+        }
+        let pod = decode_selectable(&encode_stored(&selectable_samples()[0].2));
+        assert!(pod["metadata"].get("managedFields").is_none(), "{pod}");
+        assert!(pod["spec"].get("affinity").is_none(), "{pod}");
+        assert_eq!(
+            pod["spec"]["containers"],
+            json!([{"name": "c", "image": "i"}])
+        );
+        assert_eq!(decode_selectable(b"not json"), Value::Null);
+    }
 
     #[test]
     fn splicing_matches_decoding() {
