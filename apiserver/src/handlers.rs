@@ -666,25 +666,6 @@ impl App {
                     None => return,
                 };
                 last_rv = ev.revision();
-                if fast {
-                    // Every event of the prefix matches: the stored bytes go out as they
-                    // are, resourceVersion spliced in, never decoded.
-                    let ty = match (&ev.kind, ev.prev.is_some()) {
-                        (EventKind::Delete, true) => "DELETED",
-                        (EventKind::Delete, false) => continue,
-                        (EventKind::Put, true) => "MODIFIED",
-                        (EventKind::Put, false) => "ADDED",
-                    };
-                    if tx
-                        .send(spliced_event(ty, &ev.kv.value, ev.kv.mod_revision))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    first = false;
-                    continue;
-                }
                 let view = |bytes: &[u8], rev: i64| {
                     if spliced {
                         object::decode_selectable(bytes)
@@ -692,7 +673,12 @@ impl App {
                         decode(bytes, rev)
                     }
                 };
-                let new = view(&ev.kv.value, ev.kv.mod_revision);
+                // Every event of an unselective JSON watch matches: nothing is decoded.
+                let new = if fast {
+                    Value::Null
+                } else {
+                    view(&ev.kv.value, ev.kv.mod_revision)
+                };
                 if let Some(n) = &name_only {
                     if object::name(&new) != n {
                         continue;

@@ -116,11 +116,7 @@ pub fn decode_stored_metadata(bytes: &[u8], rev: i64) -> Value {
         .map(|o| o.metadata)
         .unwrap_or_default();
     metadata.insert("resourceVersion".into(), Value::String(rev.to_string()));
-    serde_json::json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-    })
+    crate::table::partial_object_metadata(Value::Object(metadata))
 }
 
 /// An object read from the store, with its resource version set.
@@ -243,15 +239,7 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
         self,
         mut map: A,
     ) -> Result<Option<Value>, A::Error> {
-        let member = |key: &str| match self.0 {
-            Keep::Top if key == "metadata" => Some(Keep::Metadata),
-            Keep::Top => Some(Keep::TopMember),
-            Keep::Metadata if key == "labels" => Some(Keep::Whole),
-            Keep::Metadata | Keep::Element => Some(Keep::Scalar),
-            Keep::TopMember => Some(Keep::Nested),
-            Keep::Nested | Keep::Scalar | Keep::Whole => None,
-        };
-        if member("").is_none() {
+        if matches!(self.0, Keep::Nested | Keep::Scalar | Keep::Whole) {
             while map
                 .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                 .is_some()
@@ -260,7 +248,14 @@ impl<'de> serde::de::Visitor<'de> for Pruned {
         }
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let keep = member(&key).expect("a kept object keeps members");
+            let keep = match self.0 {
+                Keep::Top if key == "metadata" => Keep::Metadata,
+                Keep::Top => Keep::TopMember,
+                Keep::Metadata if key == "labels" => Keep::Whole,
+                Keep::TopMember => Keep::Nested,
+                // Metadata's other members and an array's objects' members.
+                _ => Keep::Scalar,
+            };
             if let Some(v) = map.next_value_seed(Pruned(keep))? {
                 out.insert(key, v);
             }

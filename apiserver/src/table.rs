@@ -7,10 +7,15 @@ use crate::resources::Resource;
 
 /// PartialObjectMetadata of an object.
 pub fn partial_metadata(obj: &Value) -> Value {
+    partial_object_metadata(obj.get("metadata").cloned().unwrap_or_else(|| json!({})))
+}
+
+/// The PartialObjectMetadata holding `metadata`.
+pub fn partial_object_metadata(metadata: Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "metadata": metadata,
     })
 }
 

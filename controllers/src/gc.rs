@@ -134,6 +134,12 @@ async fn sweep(client: &Client, kinds: &[Kind]) -> Result<(), kube::Error> {
         }
     }
     let by_uid: HashMap<&str, &Obj> = objs.iter().map(|o| (o.uid.as_str(), o)).collect();
+    let graph = Graph {
+        client,
+        kinds,
+        objs: &objs,
+        by_uid,
+    };
     // Owners being deleted with a finalizer this collector serves.
     for owner in objs.iter().filter(|o| o.deleting) {
         let dependents: Vec<&Obj> = objs
@@ -141,139 +147,137 @@ async fn sweep(client: &Client, kinds: &[Kind]) -> Result<(), kube::Error> {
             .filter(|d| d.owners.iter().any(|r| r.uid == owner.uid))
             .collect();
         if owner.finalizers.iter().any(|f| f == ORPHAN) {
-            let calls = dependents.iter().map(|d| {
-                async move {
-                    let refs: Vec<&OwnerReference> =
-                        d.owners.iter().filter(|r| r.uid != owner.uid).collect();
-                    patch_meta(
-                        client,
-                        &kinds[d.kind],
-                        d,
-                        json!({"ownerReferences": or_null(&refs)}),
-                    )
-                    .await
-                }
-                .boxed()
-            });
+            let calls = dependents.iter().map(|d| graph.orphan(owner, d).boxed());
             concurrently(calls.collect()).await?;
             remove_finalizer(client, &kinds[owner.kind], owner, ORPHAN).await?;
         } else if owner.finalizers.iter().any(|f| f == FOREGROUND) {
-            let blocking: Vec<&&Obj> = dependents
-                .iter()
-                .filter(|d| {
-                    d.owners
-                        .iter()
-                        .any(|r| r.uid == owner.uid && r.block_owner_deletion == Some(true))
-                })
-                .collect();
-            let by_uid = &by_uid;
-            let objs = &objs;
-            let calls = dependents.iter().filter(|d| !d.deleting).map(|d| {
-                async move {
-                    // Upstream's attemptToDeleteItem: a dependent with another owner that stays
-                    // (a "solid" one) is kept; only its references to owners that are gone or
-                    // waiting for their own dependents to go are removed.
-                    let mut solid = false;
-                    let mut dropped: Vec<&str> = vec![owner.uid.as_str()];
-                    for r in d.owners.iter().filter(|r| r.uid != owner.uid) {
-                        match by_uid.get(r.uid.as_str()) {
-                            Some(o)
-                                if o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND) =>
-                            {
-                                dropped.push(r.uid.as_str())
-                            }
-                            Some(_) => solid = true,
-                            None if owner_exists(client, kinds, d, r).await? => solid = true,
-                            None => dropped.push(r.uid.as_str()),
-                        }
-                    }
-                    if solid {
-                        let refs: Vec<&OwnerReference> = d
-                            .owners
-                            .iter()
-                            .filter(|r| !dropped.contains(&r.uid.as_str()))
-                            .collect();
-                        patch_meta(
-                            client,
-                            &kinds[d.kind],
-                            d,
-                            json!({"ownerReferences": or_null(&refs)}),
-                        )
-                        .await?;
-                    } else if !objs.iter().any(|x| x.owners.iter().any(|r| r.uid == d.uid)) {
-                        // Without dependents of its own it goes in the background (upstream's
-                        // default policy for an object without an orphan or foreground
-                        // finalizer).
-                        delete(client, &kinds[d.kind], d, "Background").await?;
-                    } else {
-                        // With dependents: in the foreground. Upstream's cycle guard: one that
-                        // has a dependent waiting for its own dependents first makes its
-                        // references non-blocking.
-                        let cycle = objs.iter().any(|x| {
-                            x.deleting
-                                && x.finalizers.iter().any(|f| f == FOREGROUND)
-                                && x.owners.iter().any(|r| r.uid == d.uid)
-                        });
-                        if cycle
-                            && d.owners
-                                .iter()
-                                .any(|r| r.block_owner_deletion == Some(true))
-                        {
-                            let refs: Vec<OwnerReference> = d
-                                .owners
-                                .iter()
-                                .cloned()
-                                .map(|mut r| {
-                                    if r.block_owner_deletion == Some(true) {
-                                        r.block_owner_deletion = Some(false);
-                                    }
-                                    r
-                                })
-                                .collect();
-                            patch_meta(client, &kinds[d.kind], d, json!({"ownerReferences": refs}))
-                                .await?;
-                        }
-                        delete(client, &kinds[d.kind], d, "Foreground").await?;
-                    }
-                    Ok(())
-                }
-                .boxed()
-            });
+            let live = dependents.iter().filter(|d| !d.deleting);
+            let calls = live.map(|d| graph.delete_for_foreground(owner, d).boxed());
             concurrently(calls.collect()).await?;
-            if blocking.is_empty() {
+            let blocking = dependents.iter().any(|d| {
+                d.owners
+                    .iter()
+                    .any(|r| r.uid == owner.uid && r.block_owner_deletion == Some(true))
+            });
+            if !blocking {
                 remove_finalizer(client, &kinds[owner.kind], owner, FOREGROUND).await?;
             }
         }
     }
-    // Dependents whose owners are gone.
-    let by_uid = &by_uid;
-    // Only objects with an owner the cache lacks can have one gone: a call (and a boxed
-    // future) for each of those, not for every object with owners.
+    // Dependents whose owners are gone. Only objects with an owner the cache lacks can have
+    // one gone: a call (and a boxed future) for each of those, not for every object.
     let orphaned = objs.iter().filter(|o| {
         !o.deleting
             && o.owners
                 .iter()
-                .any(|r| !by_uid.contains_key(r.uid.as_str()))
+                .any(|r| !graph.by_uid.contains_key(r.uid.as_str()))
     });
-    let calls = orphaned.map(|d| {
-        async move {
+    let calls = orphaned.map(|d| graph.collect_if_owners_gone(d).boxed());
+    concurrently(calls.collect()).await
+}
+
+/// One sweep's view of the cached objects, and what it acts with.
+struct Graph<'a> {
+    client: &'a Client,
+    kinds: &'a [Kind],
+    objs: &'a [Obj],
+    by_uid: HashMap<&'a str, &'a Obj>,
+}
+
+impl Graph<'_> {
+    /// The `orphan` finalizer: `d` loses its reference to `owner`.
+    async fn orphan(&self, owner: &Obj, d: &Obj) -> Result<(), kube::Error> {
+        let refs: Vec<&OwnerReference> = d.owners.iter().filter(|r| r.uid != owner.uid).collect();
+        self.set_owners(d, &refs).await
+    }
+
+    /// The `foregroundDeletion` finalizer, for one dependent of `owner` (upstream's
+    /// attemptToDeleteItem): a dependent with another owner that stays (a "solid" one) is
+    /// kept and only loses its references to owners that are gone or waiting for their own
+    /// dependents to go; otherwise it is deleted.
+    async fn delete_for_foreground(&self, owner: &Obj, d: &Obj) -> Result<(), kube::Error> {
+        let (client, kind) = (self.client, &self.kinds[d.kind]);
+        let mut solid = false;
+        let mut dropped: Vec<&str> = vec![owner.uid.as_str()];
+        for r in d.owners.iter().filter(|r| r.uid != owner.uid) {
+            match self.by_uid.get(r.uid.as_str()) {
+                Some(o) if o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND) => {
+                    dropped.push(r.uid.as_str())
+                }
+                Some(_) => solid = true,
+                None if owner_exists(client, self.kinds, d, r).await? => solid = true,
+                None => dropped.push(r.uid.as_str()),
+            }
+        }
+        if solid {
+            let refs: Vec<&OwnerReference> = d
+                .owners
+                .iter()
+                .filter(|r| !dropped.contains(&r.uid.as_str()))
+                .collect();
+            return self.set_owners(d, &refs).await;
+        }
+        if !self
+            .objs
+            .iter()
+            .any(|x| x.owners.iter().any(|r| r.uid == d.uid))
+        {
+            // Without dependents of its own it goes in the background (upstream's default
+            // policy for an object without an orphan or foreground finalizer).
+            return delete(client, kind, d, "Background").await;
+        }
+        // With dependents: in the foreground. Upstream's cycle guard: one that has a
+        // dependent waiting for its own dependents first makes its references non-blocking.
+        let cycle = self.objs.iter().any(|x| {
+            x.deleting
+                && x.finalizers.iter().any(|f| f == FOREGROUND)
+                && x.owners.iter().any(|r| r.uid == d.uid)
+        });
+        if cycle
+            && d.owners
+                .iter()
+                .any(|r| r.block_owner_deletion == Some(true))
+        {
+            let refs: Vec<OwnerReference> = d
+                .owners
+                .iter()
+                .cloned()
+                .map(|mut r| {
+                    if r.block_owner_deletion == Some(true) {
+                        r.block_owner_deletion = Some(false);
+                    }
+                    r
+                })
+                .collect();
+            patch_meta(client, kind, d, json!({"ownerReferences": refs})).await?;
+        }
+        delete(client, kind, d, "Foreground").await
+    }
+
+    /// A dependent some of whose owners are gone (confirmed by live reads): deleted when all
+    /// are, else it loses its references to them. The cache may lag behind (another
+    /// sweep's patches, a relist): the decision is on the dependent as it is now, as
+    /// upstream's attemptToDeleteItem reads it live.
+    async fn collect_if_owners_gone(&self, d: &Obj) -> Result<(), kube::Error> {
+        let (client, kind) = (self.client, &self.kinds[d.kind]);
         let mut absent = Vec::new();
         for r in &d.owners {
-            if by_uid.contains_key(r.uid.as_str()) || owner_exists(client, kinds, d, r).await? {
-                continue;
+            if !self.by_uid.contains_key(r.uid.as_str())
+                && !owner_exists(client, self.kinds, d, r).await?
+            {
+                absent.push(r);
             }
-            absent.push(r);
         }
         if absent.is_empty() {
             return Ok(());
         }
-        // The cache may lag behind (another sweep's patches, a relist): decide on the
-        // dependent as it is now, as upstream's attemptToDeleteItem reads it live.
-        let api = api_for(client, &kinds[d.kind], d.ns.as_deref());
+        let api = api_for(client, kind, d.ns.as_deref());
         let Some(live) = api.get_opt(&d.name).await? else {
             return Ok(());
         };
-        if live.uid().as_deref() != Some(d.uid.as_str()) || live.metadata.deletion_timestamp.is_some() {
+        if live.uid().as_deref() != Some(d.uid.as_str())
+            || live.metadata.deletion_timestamp.is_some()
+        {
             return Ok(());
         }
         let owners = live.owner_references();
@@ -282,26 +286,21 @@ async fn sweep(client: &Client, kinds: &[Kind]) -> Result<(), kube::Error> {
             return Ok(());
         }
         if absent.len() == owners.len() {
-            tracing::info!(name = %d.name, namespace = ?d.ns, kind = %kinds[d.kind].ar.kind, "deleting: its owners are gone");
-            delete(client, &kinds[d.kind], d, "Background").await?;
-        } else {
-            let refs: Vec<&OwnerReference> = owners
-                .iter()
-                .filter(|r| !absent.iter().any(|a| a.uid == r.uid))
-                .collect();
-            patch_meta(
-                client,
-                &kinds[d.kind],
-                d,
-                json!({"ownerReferences": or_null(&refs)}),
-            )
-            .await?;
+            tracing::info!(name = %d.name, namespace = ?d.ns, kind = %kind.ar.kind, "deleting: its owners are gone");
+            return delete(client, kind, d, "Background").await;
         }
-        Ok(())
-        }
-        .boxed()
-    });
-    concurrently(calls.collect()).await
+        let refs: Vec<&OwnerReference> = owners
+            .iter()
+            .filter(|r| !absent.iter().any(|a| a.uid == r.uid))
+            .collect();
+        self.set_owners(d, &refs).await
+    }
+
+    /// Replaces `d`'s ownerReferences (none: the field goes).
+    async fn set_owners(&self, d: &Obj, refs: &[&OwnerReference]) -> Result<(), kube::Error> {
+        let meta = json!({"ownerReferences": or_null(refs)});
+        patch_meta(self.client, &self.kinds[d.kind], d, meta).await
+    }
 }
 
 /// How many of a sweep's API calls may be in flight at once (upstream's collector runs
