@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::object::{self, meta_mut};
@@ -14,12 +14,17 @@ use crate::{defaults, validation, App};
 
 /// Decodes into the kind's type and back: the stored form. Reports unknown fields as
 /// `fieldValidation` asks (Strict: 400, Warn — the default — : warnings, Ignore).
+///
+/// `stored` is the object as stored, when `obj` was made from it (a patch): the fields
+/// `obj` left as they were are in stored form already and are neither decoded nor
+/// checked again (a status patch leaves a pod's metadata and spec alone).
 pub fn normalize(
     res: &Resource,
     kind: &str,
     obj: Value,
     field_validation: Option<&str>,
     duplicates: &[String],
+    stored: Option<&Value>,
 ) -> ApiResult<(Value, Vec<String>)> {
     let f = if kind == "Scale" {
         |v: Value| -> Result<Value, serde_json::Error> {
@@ -39,9 +44,17 @@ pub fn normalize(
             "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"
         ))
     };
+    let (obj, unchanged) = match stored.and_then(Value::as_object) {
+        Some(stored) if kind != "Scale" => set_aside_unchanged(obj, stored),
+        _ => (obj, None),
+    };
     let out = f(obj.clone()).map_err(|e| cannot(e.to_string()))?;
     let mut unknown = Vec::new();
-    unknown_fields(&obj, &out, "", &mut unknown);
+    unknown_fields(&obj, &out, &mut String::new(), &mut unknown);
+    let out = match unchanged {
+        Some(u) => u.put_back(out),
+        None => out,
+    };
     let mut msgs: Vec<String> = unknown
         .iter()
         .map(|p| format!("unknown field \"{p}\""))
@@ -70,25 +83,82 @@ pub fn normalize(
     Ok((out, warnings))
 }
 
-fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+/// The top-level fields of an object that are as stored, set aside while the rest is
+/// normalized, and the stored order of all its fields.
+struct Unchanged<'a> {
+    fields: Map<String, Value>,
+    stored: &'a Map<String, Value>,
+}
+
+/// Splits `obj` into the fields that differ from `stored` and those that do not; None
+/// when nothing is equal or `obj` has a top-level field `stored` lacks (normalized
+/// whole, so that the result's field order is the type's).
+fn set_aside_unchanged(obj: Value, stored: &Map<String, Value>) -> (Value, Option<Unchanged<'_>>) {
+    let Value::Object(mut changed) = obj else {
+        return (obj, None);
+    };
+    let same = |k: &str, v: &Value| !matches!(k, "apiVersion" | "kind") && stored.get(k) == Some(v);
+    if !changed.keys().all(|k| stored.contains_key(k)) || !changed.iter().any(|(k, v)| same(k, v)) {
+        return (Value::Object(changed), None);
+    }
+    let keys: Vec<String> = changed
+        .iter()
+        .filter(|(k, v)| same(k, v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut fields = Map::new();
+    for k in keys {
+        if let Some(v) = changed.remove(&k) {
+            fields.insert(k, v);
+        }
+    }
+    (Value::Object(changed), Some(Unchanged { fields, stored }))
+}
+
+impl Unchanged<'_> {
+    /// The normalized fields with the unchanged ones back, in the stored order.
+    fn put_back(mut self, normalized: Value) -> Value {
+        let Value::Object(mut normalized) = normalized else {
+            return normalized;
+        };
+        let mut out = Map::new();
+        for k in self.stored.keys() {
+            // The type writes `metadata` even when it was set aside: the stored one wins.
+            let n = normalized.remove(k);
+            if let Some(v) = self.fields.remove(k).or(n) {
+                out.insert(k.clone(), v);
+            }
+        }
+        // Fields the type writes that the stored object lacked (none but `metadata`).
+        out.extend(normalized);
+        Value::Object(out)
+    }
+}
+
+/// The fields of `input` that normalizing dropped (`known`), as dotted paths; `path` is
+/// where `input` is (a buffer, restored on return).
+fn unknown_fields(input: &Value, known: &Value, path: &mut String, out: &mut Vec<String>) {
+    let len = path.len();
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, v) in i {
-                let p = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match k.get(key) {
-                    None if !v.is_null() => out.push(p),
-                    None => {}
-                    Some(kv) => unknown_fields(v, kv, &p, out),
+                if len > 0 {
+                    path.push('.');
                 }
+                path.push_str(key);
+                match k.get(key) {
+                    None if !v.is_null() => out.push(path.clone()),
+                    None => {}
+                    Some(kv) => unknown_fields(v, kv, path, out),
+                }
+                path.truncate(len);
             }
         }
         (Value::Array(i), Value::Array(k)) => {
             for (n, (a, b)) in i.iter().zip(k.iter()).enumerate() {
-                unknown_fields(a, b, &format!("{path}[{n}]"), out);
+                path.push_str(&format!("[{n}]"));
+                unknown_fields(a, b, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
@@ -330,6 +400,10 @@ pub fn validate_update(
 ) -> ApiResult<()> {
     if res.plural == "pods" && sub == Some("ephemeralcontainers") {
         let errs = validation::pod_ephemeral_containers_update(obj, old, res.namespaced);
+        return invalid(res, obj, errs);
+    }
+    if res.plural == "pods" && sub == Some("status") {
+        let errs = validation::pod_status_update(obj, old, res.namespaced);
         return invalid(res, obj, errs);
     }
     validate(res, obj, Some(old))
@@ -878,5 +952,78 @@ mod tests {
         let before = spec.clone();
         mount_token_volume(&mut spec);
         assert_eq!(spec, before);
+    }
+}
+
+#[cfg(test)]
+mod normalize_tests {
+    use super::*;
+
+    fn pods() -> &'static Resource {
+        crate::resources::find("", "v1", "pods").unwrap()
+    }
+
+    fn normalize_pod(obj: &Value, stored: Option<&Value>) -> (Value, Vec<String>) {
+        normalize(pods(), "Pod", obj.clone(), None, &[], stored).unwrap()
+    }
+
+    /// A pod as stored: normalized, with the metadata the server adds.
+    fn stored_pod() -> Value {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default", "uid": "u", "resourceVersion": "7",
+                         "labels": {"app": "a"},
+                         "managedFields": [{"manager": "m", "operation": "Update", "apiVersion": "v1",
+                                            "time": "2026-11-23T08:00:00Z", "fieldsType": "FieldsV1",
+                                            "fieldsV1": {"f:metadata": {"f:labels": {"f:app": {}}}}}]},
+            "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "10m"}}}]},
+            "status": {"phase": "Pending", "qosClass": "Burstable"}});
+        normalize_pod(&pod, None).0
+    }
+
+    #[test]
+    fn fields_left_as_stored_are_not_normalized_again_and_the_result_is_the_same() {
+        let stored = stored_pod();
+        let mut running = stored.clone();
+        running["status"]["phase"] = json!("Running");
+        running["status"]["podIP"] = json!("10.42.0.2");
+        running["status"]["conditions"] = json!([{"type": "Ready", "status": "True", "bogus": 1}]);
+        let mut relabelled = stored.clone();
+        relabelled["metadata"]["labels"]["tier"] = json!("web");
+        relabelled["spec"]["containers"][0]["bogus"] = json!(true);
+        let mut emptied = stored.clone();
+        emptied.as_object_mut().unwrap().remove("status");
+        for obj in [&stored, &running, &relabelled, &emptied] {
+            let whole = normalize_pod(obj, None);
+            let short = normalize_pod(obj, Some(&stored));
+            assert_eq!(short, whole);
+            // Same fields in the same order: the stored bytes would be the same.
+            assert_eq!(
+                serde_json::to_string(&short.0).unwrap(),
+                serde_json::to_string(&whole.0).unwrap()
+            );
+        }
+        let (_, warnings) = normalize_pod(&running, Some(&stored));
+        assert_eq!(warnings, ["unknown field \"status.conditions[0].bogus\""]);
+        let (_, warnings) = normalize_pod(&relabelled, Some(&stored));
+        assert_eq!(warnings, ["unknown field \"spec.containers[0].bogus\""]);
+    }
+
+    #[test]
+    fn only_the_fields_that_differ_from_the_stored_object_are_decoded() {
+        let stored = stored_pod();
+        let mut patched = stored.clone();
+        patched["status"]["phase"] = json!("Running");
+        let (reduced, unchanged) =
+            set_aside_unchanged(patched.clone(), stored.as_object().unwrap());
+        let reduced_keys: Vec<&String> = reduced.as_object().unwrap().keys().collect();
+        assert_eq!(reduced_keys, ["apiVersion", "kind", "status"]);
+        let unchanged = unchanged.unwrap();
+        let kept: Vec<&String> = unchanged.fields.keys().collect();
+        assert_eq!(kept, ["metadata", "spec"]);
+        // A field the stored object lacks: everything is normalized.
+        patched["extra"] = json!(1);
+        let (whole, none) = set_aside_unchanged(patched.clone(), stored.as_object().unwrap());
+        assert!(none.is_none());
+        assert_eq!(whole, patched);
     }
 }

@@ -750,17 +750,17 @@ impl App {
         } else {
             Vec::new()
         };
-        self.check_object(t, q, obj, kind, api_version, &duplicates)
+        Self::check_object(t, q, obj, kind, api_version, &duplicates, None)
     }
 
-    pub fn check_object(
-        &self,
+    fn check_object(
         t: &Target,
         q: &Query,
         obj: Value,
         kind: &str,
         api_version: &str,
         duplicates: &[String],
+        stored: Option<&Value>,
     ) -> ApiResult<(Value, Vec<String>)> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -782,7 +782,14 @@ impl App {
         let mut obj = obj;
         obj["kind"] = json!(kind);
         obj["apiVersion"] = json!(api_version);
-        admission::normalize(t.res, kind, obj, q.get("fieldValidation"), duplicates)
+        admission::normalize(
+            t.res,
+            kind,
+            obj,
+            q.get("fieldValidation"),
+            duplicates,
+            stored,
+        )
     }
 
     pub async fn create(
@@ -976,8 +983,11 @@ impl App {
             return Ok(reply(&obj));
         }
         let key = t.res.key(t.namespace.as_deref(), name);
-        let bytes = t.res.encode(&obj);
-        if bytes == t.res.encode(&old) {
+        let unchanged = match t.res.stored_as {
+            None => object::same_when_stored(&obj, &old),
+            Some(_) => t.res.encode(&obj) == t.res.encode(&old),
+        };
+        if unchanged {
             // Nothing changed: no write, the object keeps its resourceVersion.
             return Ok(reply(&old));
         }
@@ -1007,7 +1017,7 @@ impl App {
         }
         let kv = self
             .store
-            .update(&key, bytes, rev)
+            .update(&key, t.res.encode(&obj), rev)
             .await
             .map_err(|e| ApiError::from_store(e, err_target(t, name)))?;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
@@ -1050,7 +1060,7 @@ impl App {
             let mut q2 = Query::default();
             let patched = if patch_kind == crate::patching::PatchKind::Apply {
                 let applied = crate::patching::applied_config(body, q)?;
-                let (applied, _) = self.check_object(t, q, applied, kind, &av, &[])?;
+                let (applied, _) = Self::check_object(t, q, applied, kind, &av, &[], None)?;
                 let force = q.flag("force");
                 let tracked_sub = sub.filter(|s| *s == "status");
                 let merged =
@@ -1067,7 +1077,8 @@ impl App {
                 crate::patching::apply_patch(patch_kind, kind, &current, body)?
             };
             let q = if q2.get(APPLIED).is_some() { &q2 } else { q };
-            let (new, warnings) = self.check_object(t, q, patched, kind, &av, &[])?;
+            let (new, warnings) =
+                Self::check_object(t, q, patched, kind, &av, &[], Some(&current))?;
             if object::name(&new) != name {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({}) does not match the name on the URL ({name})",

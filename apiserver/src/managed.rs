@@ -255,24 +255,26 @@ fn read_entries(obj: &Value) -> Vec<Entry> {
         .collect()
 }
 
+fn entry_json(e: Entry) -> Value {
+    let mut v = json!({
+        "manager": e.manager,
+        "operation": e.operation,
+        "apiVersion": e.api_version,
+        "time": e.time,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": to_fields_v1(&e.fields),
+    });
+    if !e.subresource.is_empty() {
+        v["subresource"] = json!(e.subresource);
+    }
+    v
+}
+
 fn write_entries(obj: &mut Value, entries: Vec<Entry>) {
     let list: Vec<Value> = entries
         .into_iter()
         .filter(|e| !e.fields.is_empty())
-        .map(|e| {
-            let mut v = json!({
-                "manager": e.manager,
-                "operation": e.operation,
-                "apiVersion": e.api_version,
-                "time": e.time,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": to_fields_v1(&e.fields),
-            });
-            if !e.subresource.is_empty() {
-                v["subresource"] = json!(e.subresource);
-            }
-            v
-        })
+        .map(entry_json)
         .collect();
     let m = crate::object::meta_mut(obj);
     if list.is_empty() {
@@ -293,47 +295,280 @@ pub struct Writer<'a> {
 
 /// Records an update (create, PUT, non-apply PATCH) from `old` (None: a create) to `new`:
 /// the writer takes the fields it changed from every other manager.
+///
+/// `new` carries `old`'s managedFields. Entries that own none of the changed or removed
+/// fields are left as they are (an update usually changes a few fields of a large object).
 pub fn track_update(w: &Writer<'_>, old: Option<&Value>, new: &mut Value) {
-    let mut entries = old.map(read_entries).unwrap_or_default();
-    let new_set = fieldset(w.kind, new, w.sub, w.has_status);
-    let old_set = old
-        .map(|o| fieldset(w.kind, o, w.sub, w.has_status))
-        .unwrap_or_default();
-    let changed: FieldSet = new_set
-        .iter()
-        .filter(|p| old.is_none_or(|o| value_at(o, p) != value_at(new, p)))
-        .cloned()
-        .collect();
-    let removed: FieldSet = old_set.difference(&new_set).cloned().collect();
-    if changed.is_empty() && removed.is_empty() {
+    let Some(old) = old else {
+        let fields = fieldset(w.kind, new, w.sub, w.has_status);
+        let entries = vec![update_entry(w, fields)];
         write_entries(new, entries);
         return;
+    };
+    let changes = changes(w, old, new);
+    if changes.changed.is_empty() && changes.removed.is_empty() {
+        return;
     }
-    for e in entries.iter_mut() {
-        e.fields
-            .retain(|p| !changed.contains(p) && !removed.contains(p));
-    }
-    let sub = w.sub.unwrap_or("").to_string();
-    let pos = entries
-        .iter()
-        .position(|e| e.manager == w.manager && e.operation == "Update" && e.subresource == sub);
-    let now = crate::object::now_rfc3339();
-    match pos {
-        Some(i) => {
-            entries[i].fields.extend(changed);
-            entries[i].time = now;
-            entries[i].api_version = w.api_version.to_string();
+    let sub = w.sub.unwrap_or("");
+    let mine = |e: &Value| {
+        e["manager"].as_str().unwrap_or("") == w.manager
+            && e["operation"].as_str().unwrap_or("Update") == "Update"
+            && e["subresource"].as_str().unwrap_or("") == sub
+    };
+    let meta = crate::object::meta_mut(new);
+    let mut entries = match meta.get_mut("managedFields") {
+        Some(Value::Array(entries)) => std::mem::take(entries),
+        _ => Vec::new(),
+    };
+    let mut found = false;
+    entries.retain_mut(|e| {
+        let is_mine = !found && mine(e);
+        found |= is_mine;
+        let touched = changes
+            .changed
+            .iter()
+            .chain(&changes.removed)
+            .any(|p| fields_v1_holds(&e["fieldsV1"], p));
+        if !touched && !is_mine {
+            return true;
         }
-        None => entries.push(Entry {
-            manager: w.manager.to_string(),
-            operation: "Update".into(),
-            subresource: sub,
-            api_version: w.api_version.to_string(),
-            time: now,
-            fields: changed,
-        }),
+        let mut fields = from_fields_v1(&e["fieldsV1"]);
+        fields.retain(|p| !changes.changed.contains(p) && !changes.removed.contains(p));
+        if is_mine {
+            fields.extend(changes.changed.iter().cloned());
+            e["time"] = json!(crate::object::now_rfc3339());
+            e["apiVersion"] = json!(w.api_version);
+        }
+        e["fieldsV1"] = to_fields_v1(&fields);
+        !fields.is_empty()
+    });
+    if !found && !changes.changed.is_empty() {
+        entries.push(entry_json(update_entry(w, changes.changed)));
     }
-    write_entries(new, entries);
+    if entries.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), Value::Array(entries));
+    }
+}
+
+fn update_entry(w: &Writer<'_>, fields: FieldSet) -> Entry {
+    Entry {
+        manager: w.manager.to_string(),
+        operation: "Update".into(),
+        subresource: w.sub.unwrap_or("").to_string(),
+        api_version: w.api_version.to_string(),
+        time: crate::object::now_rfc3339(),
+        fields,
+    }
+}
+
+/// Whether FieldsV1 JSON holds `path` itself (as a leaf or a node marked ".").
+fn fields_v1_holds(v: &Value, path: &[String]) -> bool {
+    let mut node = v;
+    for el in path {
+        match node.get(el) {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    node.as_object()
+        .is_some_and(|m| m.is_empty() || m.contains_key("."))
+}
+
+/// What an update changed, in the writer's view of the object (see [`fieldset`]).
+#[derive(Debug, Default, PartialEq)]
+struct Changes {
+    /// Fields of the new object whose value differs from the old one's (or that are new).
+    changed: FieldSet,
+    /// Fields of the old object that the new one no longer has.
+    removed: FieldSet,
+}
+
+/// The fields `old` → `new` changed: the fields of `new` whose values differ from
+/// `old`'s and the fields of `old` gone from `new`. Walks both objects together and
+/// skips equal subtrees, so its cost follows the size of the change.
+fn changes(w: &Writer<'_>, old: &Value, new: &Value) -> Changes {
+    let mut out = Changes::default();
+    let root = patch::root_type(w.kind);
+    let status_write = w.sub == Some("status");
+    let tracked = |k: &str| {
+        !IGNORED_TOP.contains(&k)
+            && k != "metadata"
+            && !(w.has_status && (k == "status") != status_write)
+    };
+    for (k, o, n) in union(old.as_object(), new.as_object()) {
+        if tracked(k) {
+            diff_field(
+                &mut out,
+                &mut Vec::new(),
+                k,
+                o,
+                n,
+                patch::field_meta(root, k),
+            );
+        }
+    }
+    if !(w.has_status && status_write) {
+        let old_meta = old.get("metadata").and_then(Value::as_object);
+        let new_meta = new.get("metadata").and_then(Value::as_object);
+        for (k, o, n) in union(old_meta, new_meta) {
+            if OWNED_METADATA.contains(&k) {
+                let mut path = vec!["f:metadata".to_string()];
+                diff_field(
+                    &mut out,
+                    &mut path,
+                    k,
+                    o,
+                    n,
+                    patch::field_meta(Some("ObjectMeta"), k),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The keys of two objects with the value of each in either: `new`'s order, then the
+/// keys only `old` has.
+fn union<'a>(
+    old: Option<&'a Map<String, Value>>,
+    new: Option<&'a Map<String, Value>>,
+) -> impl Iterator<Item = (&'a str, Option<&'a Value>, Option<&'a Value>)> {
+    let from_new = new
+        .into_iter()
+        .flatten()
+        .map(move |(k, n)| (k.as_str(), old.and_then(|o| o.get(k)), Some(n)));
+    let only_old = old
+        .into_iter()
+        .flatten()
+        .filter(move |(k, _)| new.is_none_or(|n| !n.contains_key(*k)))
+        .map(|(k, o)| (k.as_str(), Some(o), None));
+    from_new.chain(only_old)
+}
+
+/// [`changes`] for the field `name` under `path`: equal values change nothing; objects
+/// on both sides are compared field by field; anything else (scalars, lists, a change of
+/// shape) is compared path by path as [`fieldset`] lists them.
+fn diff_field(
+    out: &mut Changes,
+    path: &mut Path,
+    name: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    (ty, strategy, key): (Option<&'static str>, &'static str, &'static str),
+) {
+    if old == new {
+        return;
+    }
+    match (old, new) {
+        (Some(Value::Object(o)), Some(Value::Object(n))) if !o.is_empty() && !n.is_empty() => {
+            path.push(format!("f:{name}"));
+            for (k, o, n) in union(Some(o), Some(n)) {
+                diff_field(out, path, k, o, n, patch::field_meta(ty, k));
+            }
+            path.pop();
+        }
+        (Some(Value::Array(o)), Some(Value::Array(n)))
+            if strategy == "merge" && !key.is_empty() =>
+        {
+            match (keyed_items(o, key), keyed_items(n, key)) {
+                (Some(old_items), Some(new_items)) => {
+                    path.push(format!("f:{name}"));
+                    diff_items(out, path, &old_items, &new_items, ty);
+                    path.pop();
+                }
+                _ => diff_field_sets(out, path, name, old, new, (ty, strategy, key)),
+            }
+        }
+        _ => diff_field_sets(out, path, name, old, new, (ty, strategy, key)),
+    }
+}
+
+/// The items of a non-empty list keyed by `key` by their path element (`k:{...}`), when
+/// every item has the key and no two share it (else None: compared as whole sets).
+fn keyed_items<'a>(items: &'a [Value], key: &str) -> Option<Vec<(String, &'a Value)>> {
+    let mut out: Vec<(String, &Value)> = Vec::with_capacity(items.len());
+    for item in items {
+        let id = item_key(item, key)?;
+        if out.iter().any(|(seen, _)| *seen == id) {
+            return None;
+        }
+        out.push((id, item));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// [`diff_field`] for the items of a keyed list at `path`: an item is new, gone, equal,
+/// or changed (then the item itself and its differing fields are).
+fn diff_items(
+    out: &mut Changes,
+    path: &mut Path,
+    old: &[(String, &Value)],
+    new: &[(String, &Value)],
+    ty: Option<&'static str>,
+) {
+    let find = |items: &[(String, &'_ Value)], id: &str| -> Option<usize> {
+        items.iter().position(|(i, _)| i == id)
+    };
+    let whole = |set: &mut FieldSet, path: &Path, id: &str, item: &Value| {
+        let mut ip = path.clone();
+        ip.push(id.to_string());
+        set.insert(ip.clone());
+        for (k, v) in item.as_object().into_iter().flatten() {
+            walk_field(set, ip.clone(), k, v, patch::field_meta(ty, k));
+        }
+    };
+    for (id, n) in new {
+        match find(old, id).map(|i| old[i].1) {
+            None => whole(&mut out.changed, path, id, n),
+            Some(o) if o == *n => {}
+            Some(o) => {
+                path.push(id.clone());
+                out.changed.insert(path.clone());
+                for (k, ov, nv) in union(o.as_object(), n.as_object()) {
+                    diff_field(out, path, k, ov, nv, patch::field_meta(ty, k));
+                }
+                path.pop();
+            }
+        }
+    }
+    for (id, o) in old {
+        if find(new, id).is_none() {
+            whole(&mut out.removed, path, id, o);
+        }
+    }
+}
+
+/// [`diff_field`] by listing the paths of both values, as [`fieldset`] does.
+fn diff_field_sets(
+    out: &mut Changes,
+    path: &mut Path,
+    name: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    (ty, strategy, key): (Option<&'static str>, &'static str, &'static str),
+) {
+    let fields = |v: Option<&Value>| {
+        let mut set = FieldSet::new();
+        if let Some(v) = v {
+            walk_field(&mut set, path.clone(), name, v, (ty, strategy, key));
+        }
+        set
+    };
+    let (old_set, new_set) = (fields(old), fields(new));
+    // Paths below `path`, relative to the field's own value.
+    let depth = path.len() + 1;
+    out.changed.extend(
+        new_set
+            .iter()
+            .filter(|p| {
+                let rel = &p[depth..];
+                old.and_then(|v| value_at(v, rel)) != new.and_then(|v| value_at(v, rel))
+            })
+            .cloned(),
+    );
+    out.removed.extend(old_set.difference(&new_set).cloned());
 }
 
 /// A field another manager owns with a different value.
@@ -573,6 +808,119 @@ mod tests {
         assert_eq!(forced["spec"]["containers"][0]["image"], "y");
         let creator = from_fields_v1(&forced["metadata"]["managedFields"][0]["fieldsV1"]);
         assert!(!creator.iter().any(|p| p.last().unwrap() == "f:image"));
+    }
+
+    /// [`changes`] as the set algebra it short-cuts: every field of both objects listed,
+    /// each of the new object's looked up in both.
+    fn changes_of_whole_sets(w: &Writer<'_>, old: &Value, new: &Value) -> Changes {
+        let new_set = fieldset(w.kind, new, w.sub, w.has_status);
+        let old_set = fieldset(w.kind, old, w.sub, w.has_status);
+        Changes {
+            changed: new_set
+                .iter()
+                .filter(|p| value_at(old, p) != value_at(new, p))
+                .cloned()
+                .collect(),
+            removed: old_set.difference(&new_set).cloned().collect(),
+        }
+    }
+
+    #[test]
+    fn changes_are_the_whole_sets_difference() {
+        let pending = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "b", "gone": "x"}, "finalizers": ["f/1", "f/2"],
+                         "ownerReferences": [{"uid": "u1", "kind": "RC", "name": "r"}],
+                         "annotations": {"k": "v"}},
+            "spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "value": "1"}]}],
+                     "nodeSelector": {"zone": "a"}, "tolerations": []},
+            "status": {"phase": "Pending", "qosClass": "BestEffort",
+                       "conditions": [{"type": "PodScheduled", "status": "True"}]}});
+        let running = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "c", "new": "y"}, "finalizers": ["f/2", "f/3"],
+                         "ownerReferences": [{"uid": "u1", "kind": "RC", "name": "r", "controller": true}]},
+            "spec": {"containers": [{"name": "c", "image": "y", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                                    {"name": "d", "image": "z"}],
+                     "nodeSelector": "not an object", "tolerations": [{"key": "t"}]},
+            "status": {"phase": "Running", "qosClass": "BestEffort", "podIP": "10.42.0.2",
+                       "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"name": "c", "ready": true, "state": {"running": {"startedAt": "t"}}}]}});
+        let mut writers = vec![w("main"), w("status")];
+        writers[1].sub = Some("status");
+        let mut no_status = w("all");
+        no_status.has_status = false;
+        writers.push(no_status);
+        let mut emptied = running.clone();
+        emptied["metadata"]["labels"] = json!({});
+        emptied["status"]["conditions"] = json!([]);
+        emptied["spec"]["containers"][0] = json!({"name": "c"});
+        // Items without their key or sharing one are compared as whole sets.
+        emptied["status"]["containerStatuses"] = json!([{"ready": false}, {"name": "c"}]);
+        emptied["spec"]["containers"][1]["env"] =
+            json!([{"name": "A"}, {"name": "A", "value": "2"}]);
+        let pairs = [
+            (&pending, &running),
+            (&running, &pending),
+            (&running, &emptied),
+            (&emptied, &pending),
+            (&pending, &pending),
+        ];
+        for w in &writers {
+            for (old, new) in pairs {
+                let want = changes_of_whole_sets(w, old, new);
+                assert_eq!(changes(w, old, new), want, "{:?} {old} → {new}", w.sub);
+                if old != new {
+                    assert!(!want.changed.is_empty() || !want.removed.is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_update_rewrites_only_the_entries_owning_what_it_changed() {
+        let mut live = pod("x");
+        live["metadata"]["labels"]["other"] = json!("1");
+        track_update(&w("creator"), None, &mut live);
+        // A second manager owns the label "other"; a third writes status.
+        let mut next = live.clone();
+        next["metadata"]["labels"]["other"] = json!("2");
+        track_update(&w("labeller"), Some(&live), &mut next);
+        let mut st = w("kubelet");
+        st.sub = Some("status");
+        let live = next;
+        let mut next = live.clone();
+        next["status"] = json!({"phase": "Running"});
+        // An entry in a form this server does not write itself is kept as it is.
+        next["metadata"]["managedFields"][0]["extra"] = json!("kept");
+        let before = next["metadata"]["managedFields"].clone();
+        track_update(&st, Some(&live), &mut next);
+        let after = next["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(after.len(), 3);
+        assert_eq!(after[..2], before.as_array().unwrap()[..]);
+        assert_eq!(after[2]["manager"], "kubelet");
+        assert_eq!(after[2]["subresource"], "status");
+        // The creator loses the image it no longer set; the labeller keeps its label.
+        let live = next;
+        let mut next = live.clone();
+        next["spec"]["containers"][0]["image"] = json!("y");
+        track_update(&w("labeller"), Some(&live), &mut next);
+        let entries = next["metadata"]["managedFields"].as_array().unwrap();
+        let creator = from_fields_v1(&entries[0]["fieldsV1"]);
+        let image: Path = ["f:spec", "f:containers", "k:{\"name\":\"c\"}", "f:image"]
+            .map(String::from)
+            .into();
+        assert!(!creator.contains(&image));
+        assert_eq!(entries[0]["extra"], "kept");
+        let labeller = from_fields_v1(&entries[1]["fieldsV1"]);
+        assert!(labeller.contains(&image));
+        let label: Path = ["f:metadata", "f:labels", "f:other"]
+            .map(String::from)
+            .into();
+        assert!(labeller.contains(&label));
+        assert_eq!(entries[2], live["metadata"]["managedFields"][2]);
+        // Nothing changed: the entries stay as they are, times too.
+        let mut same = next.clone();
+        track_update(&w("labeller"), Some(&next), &mut same);
+        assert_eq!(same, next);
     }
 
     #[test]

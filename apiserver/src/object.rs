@@ -65,6 +65,27 @@ pub fn encode_stored(obj: &Value) -> Vec<u8> {
     serde_json::to_vec(&WithoutResourceVersion(obj)).expect("JSON values always encode")
 }
 
+/// Whether two objects are stored as the same: equal but for `metadata.resourceVersion`
+/// (and the order of fields, which JSON objects do not have).
+pub fn same_when_stored(a: &Value, b: &Value) -> bool {
+    fn equal_but(a: &Map<String, Value>, b: &Map<String, Value>, skip: &str) -> bool {
+        let len = |m: &Map<String, Value>| m.len() - usize::from(m.contains_key(skip));
+        len(a) == len(b) && a.iter().all(|(k, v)| k == skip || b.get(k) == Some(v))
+    }
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter().all(|(k, v)| match (k.as_str(), v, b.get(k)) {
+                    ("metadata", Value::Object(am), Some(Value::Object(bm))) => {
+                        equal_but(am, bm, "resourceVersion")
+                    }
+                    (_, v, other) => other == Some(v),
+                })
+        }
+        _ => a == b,
+    }
+}
+
 /// Serializes an object as it is but for `metadata.resourceVersion`, without copying it
 /// (a pod's update encodes the object twice; a deep copy each time cost more than the
 /// encoding).
@@ -409,5 +430,44 @@ mod tests {
             r#"{"kind":"Pod","metadata":{"name":"p","uid":"u"},"spec":{"resourceVersion":"kept"}}"#
         );
         assert_eq!(encode_stored(&json!([1])), b"[1]");
+    }
+}
+
+#[cfg(test)]
+mod same_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_stored_the_same_are_equal_but_for_their_resource_version() {
+        let a = json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "1", "labels": {"a": "b"}},
+                       "spec": {"x": 1}});
+        let same = [
+            json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "2", "labels": {"a": "b"}},
+                   "spec": {"x": 1}}),
+            json!({"kind": "Pod", "metadata": {"labels": {"a": "b"}, "name": "p"}, "spec": {"x": 1}}),
+            json!({"spec": {"x": 1}, "metadata": {"name": "p", "labels": {"a": "b"}}, "kind": "Pod"}),
+        ];
+        for b in &same {
+            assert!(same_when_stored(&a, b), "{b}");
+            assert!(same_when_stored(b, &a), "{b}");
+            assert_eq!(
+                serde_json::from_slice::<Value>(&encode_stored(&a)).unwrap(),
+                serde_json::from_slice::<Value>(&encode_stored(b)).unwrap()
+            );
+        }
+        let different = [
+            json!({"kind": "Pod", "metadata": {"name": "p", "labels": {"a": "c"}}, "spec": {"x": 1}}),
+            json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "1"}, "spec": {"x": 1}}),
+            json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "1", "labels": {"a": "b"}}}),
+            json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "1", "labels": {"a": "b"}, "uid": "u"},
+                   "spec": {"x": 1}}),
+            json!({"kind": "Pod", "metadata": {"name": "p", "generation": 1, "labels": {"a": "b"}},
+                   "spec": {"x": 1}}),
+        ];
+        for b in &different {
+            assert!(!same_when_stored(&a, b), "{b}");
+            assert!(!same_when_stored(b, &a), "{b}");
+        }
     }
 }

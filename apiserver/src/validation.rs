@@ -39,16 +39,44 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>, namespaced: bool) 
         }
         Some(old) => {
             // rest.BeforeUpdate: validateCommonFields, then the strategy's ValidateUpdate.
-            let mut errs = object_meta(obj.g("metadata"), namespaced, name_path_segment, &md);
-            errs.extend(object_meta_update(
-                obj.g("metadata"),
-                old.g("metadata"),
-                &md,
-            ));
+            let mut errs = common_update(obj, old, namespaced);
             errs.extend(validate_kind(kind, obj, Some(old), namespaced));
             errs
         }
     }
+}
+
+/// rest.BeforeUpdate's validateCommonFields.
+fn common_update(obj: &Value, old: &Value, namespaced: bool) -> Errs {
+    let md = P::new("metadata");
+    let mut errs = object_meta(obj.g("metadata"), namespaced, name_path_segment, &md);
+    errs.extend(object_meta_update(
+        obj.g("metadata"),
+        old.g("metadata"),
+        &md,
+    ));
+    errs
+}
+
+/// An update of `pods/status` (upstream's podStatusStrategy.ValidateUpdate,
+/// `ValidatePodStatusUpdate`): the metadata update and the pod's annotation rules; the
+/// spec is the stored one and is not validated again.
+pub fn pod_status_update(obj: &Value, old: &Value, namespaced: bool) -> Vec<FieldError> {
+    let mp = P::new("metadata");
+    let mut errs = common_update(obj, old, namespaced);
+    errs.extend(core_object_meta_update(
+        obj.g("metadata"),
+        old.g("metadata"),
+        &mp,
+    ));
+    let (na, ap) = (obj.g("metadata").g("annotations"), mp.ch("annotations"));
+    errs.extend(pod_annotation_updates(
+        na,
+        old.g("metadata").g("annotations"),
+        &ap,
+    ));
+    errs.extend(pod_annotations(na, obj.g("spec"), &ap));
+    errs
 }
 
 fn validate_kind(kind: &str, obj: &Value, old: Option<&Value>, ns: bool) -> Errs {
@@ -4123,18 +4151,9 @@ pub fn pod_ephemeral_containers_update(new: &Value, old: &Value, ns: bool) -> Ve
     e
 }
 
-fn pod_update(new: &Value, old: &Value, ns: bool) -> Errs {
-    let mp = P::new("metadata");
-    let ap = mp.ch("annotations");
-    let sp = P::new("spec");
-    let (nspec, ospec) = (new.g("spec"), old.g("spec"));
-    let mut e = core_object_meta_update(new.g("metadata"), old.g("metadata"), &mp);
-    e.extend(pod_metadata_and_spec(new, ns));
-    // ValidatePodSpecificAnnotationUpdates
-    let (na, oa) = (
-        new.g("metadata").g("annotations"),
-        old.g("metadata").g("annotations"),
-    );
+/// ValidatePodSpecificAnnotationUpdates: AppArmor and mirror-pod annotations are fixed.
+fn pod_annotation_updates(na: &Value, oa: &Value, ap: &P) -> Errs {
+    let mut e = Errs::new();
     for (k, ov) in smap(oa) {
         if na.get(k).map(sval) == Some(ov) {
             continue;
@@ -4160,6 +4179,21 @@ fn pod_update(new: &Value, old: &Value, ns: bool) -> Errs {
             e.push(forbidden(&ap.key(k), "may not add mirror pod annotation"));
         }
     }
+    e
+}
+
+fn pod_update(new: &Value, old: &Value, ns: bool) -> Errs {
+    let mp = P::new("metadata");
+    let ap = mp.ch("annotations");
+    let sp = P::new("spec");
+    let (nspec, ospec) = (new.g("spec"), old.g("spec"));
+    let mut e = core_object_meta_update(new.g("metadata"), old.g("metadata"), &mp);
+    e.extend(pod_metadata_and_spec(new, ns));
+    let (na, oa) = (
+        new.g("metadata").g("annotations"),
+        old.g("metadata").g("annotations"),
+    );
+    e.extend(pod_annotation_updates(na, oa, &ap));
     e.extend(pod_annotations(na, nspec, &ap));
 
     for k in ["containers", "initContainers"] {
@@ -5616,6 +5650,49 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
         merge(base, patch)
     }
+    #[test]
+    fn a_pod_status_update_validates_the_metadata_not_the_spec() {
+        let fields = |errs: Vec<FieldError>| -> Vec<String> {
+            errs.into_iter()
+                .map(|e| format!("{}: {}", e.field, e.reason))
+                .collect()
+        };
+        let old = pod(json!({}));
+        let status = pod(json!({"status": {"phase": "Running"}}));
+        assert_eq!(
+            fields(pod_status_update(&status, &old, true)),
+            Vec::<String>::new()
+        );
+        // The spec is the stored one (prepare_update copies it): not validated again.
+        let stored_bad = pod(json!({"spec": {"containers": [{"name": "c", "image": " x"}]}}));
+        assert_eq!(
+            fields(pod_status_update(&stored_bad, &stored_bad, true)),
+            Vec::<String>::new()
+        );
+        assert!(!validate("Pod", &stored_bad, Some(&stored_bad), true).is_empty());
+        // Metadata still is: labels, immutable fields, the mirror-pod annotation.
+        let relabelled = pod(json!({"metadata": {"labels": {"-bad-": "x"}}}));
+        let errs = fields(pod_status_update(&relabelled, &old, true));
+        assert!(!errs.is_empty());
+        assert!(
+            errs.iter()
+                .all(|e| e == "metadata.labels: FieldValueInvalid"),
+            "{errs:?}"
+        );
+        let renamed = pod(json!({"metadata": {"uid": "other"}}));
+        assert!(
+            !pod_status_update(&renamed, &pod(json!({"metadata": {"uid": "u"}})), true).is_empty()
+        );
+        let mirrored = pod(json!({"metadata": {"annotations": {MIRROR_ANNOTATION: "x"}}}));
+        assert_eq!(
+            fields(pod_status_update(&mirrored, &old, true)),
+            [
+                format!("metadata.annotations[{MIRROR_ANNOTATION}]: FieldValueForbidden"),
+                format!("metadata.annotations[{MIRROR_ANNOTATION}]: FieldValueInvalid"),
+            ]
+        );
+    }
+
     fn ctr(patch: Value) -> Value {
         pod(json!({"spec": {"containers": [merge(json!({"name": "c", "image": "nginx"}), patch)]}}))
     }
