@@ -842,8 +842,8 @@ impl App {
             self.check_namespace_open(ns).await?;
         }
         admission::prepare_create(t.res, &mut obj, ns.as_deref());
-        admission::admit_create(self, t.res, &mut obj).await?;
-        admission::validate(t.res, &obj, None)?;
+        // As upstream's create handler: the writer owns the fields of its object as
+        // decoded and defaulted, not those admission adds (the token volume, tolerations).
         let av = t.res.api_version();
         match q.get(APPLIED) {
             Some(applied) => {
@@ -852,6 +852,8 @@ impl App {
             }
             None => managed::track_update(&writer(t, q, None, &av), None, &mut obj),
         }
+        admission::admit_create(self, t.res, &mut obj).await?;
+        admission::validate(t.res, &obj, None)?;
         let dry_run = q.get("dryRun") == Some("All");
         if dry_run {
             return Ok(with_warnings(

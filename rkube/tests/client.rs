@@ -262,3 +262,65 @@ async fn a_metadata_watch_gets_partial_object_metadata() {
         ]
     );
 }
+
+/// Field ownership as upstream records it: a create owns the fields of the object as
+/// sent and defaulted (`dnsPolicy`), not those admission adds (the service account token
+/// volume); a `pods/status` patch gets an entry of its own and leaves the creator's as it
+/// was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_fields_follow_who_set_what() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams, PostParams};
+    let c = Cluster::start();
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(c.client(), "default");
+    support::wait_for(&accounts, "default", "the default service account", |_| {
+        true
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(c.client(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "owned"},
+        // Left alone by the scheduler: its status writes would add an entry.
+        "spec": {"schedulerName": "none", "containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .unwrap();
+    let create = PostParams {
+        field_manager: Some("creator".into()),
+        ..Default::default()
+    };
+    let created = pods.create(&create, &pod).await.unwrap();
+    let spec = created.spec.as_ref().unwrap();
+    assert!(spec.volumes.as_ref().is_some_and(|v| !v.is_empty()));
+    let entries = |p: &Pod| -> Vec<serde_json::Value> {
+        p.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
+    };
+    let mine = entries(&created);
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let owned = &mine[0]["fieldsV1"]["f:spec"];
+    assert!(owned["f:containers"]["k:{\"name\":\"c\"}"]
+        .get("f:image")
+        .is_some());
+    assert!(owned.get("f:dnsPolicy").is_some(), "{owned}");
+    assert!(owned.get("f:volumes").is_none(), "{owned}");
+    let status = serde_json::json!({"status": {"phase": "Running", "podIP": "10.42.0.9"}});
+    let patched = pods
+        .patch_status(
+            "owned",
+            &PatchParams::apply("kubelet-ish"),
+            &Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+    let after = entries(&patched);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0], mine[0]);
+    assert_eq!(after[1]["manager"], "kubelet-ish");
+    assert_eq!(after[1]["subresource"], "status");
+    assert!(after[1]["fieldsV1"]["f:status"].get("f:podIP").is_some());
+}

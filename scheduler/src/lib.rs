@@ -54,7 +54,7 @@ pub use state::SCHEDULER_NAME;
 use state::{split_key, BindOutcome, Kind, State, Update};
 
 /// How many bindings may be in flight at once.
-pub const MAX_BINDINGS_IN_FLIGHT: usize = 16;
+pub const MAX_BINDINGS_IN_FLIGHT: usize = 32;
 /// How many status patches and events may be in flight at once.
 const MAX_WRITES_IN_FLIGHT: usize = 8;
 /// Queued status patches and events beyond this are dropped (as upstream's event
