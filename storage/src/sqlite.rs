@@ -232,6 +232,14 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
     }
 
+    /// Runs `f` on this thread with an idle read connection; None when none is idle.
+    fn read_now<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Option<Result<T>> {
+        let mut conn = self.shared.readers.lock().unwrap().pop()?;
+        let out = f(&mut conn);
+        self.shared.readers.lock().unwrap().push(conn);
+        Some(out)
+    }
+
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -346,11 +354,10 @@ fn db_events(
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let key = key.to_string();
-        self.read(move |conn, _| {
+        fn get(conn: &mut Connection, key: &str) -> Result<Option<KeyValue>> {
             let mut stmt = conn.prepare_cached(GET).map_err(internal)?;
             let row = stmt
-                .query_row([&key], |r| {
+                .query_row([key], |r| {
                     Ok((
                         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
                         r.get::<_, i64>(4)?,
@@ -359,8 +366,15 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(internal)?;
             Ok(row.and_then(|(kv, deleted)| (deleted == 0).then(|| row_kv(kv))))
-        })
-        .await
+        }
+        // A read by key is one prepared lookup of an index in the page cache: it runs on
+        // the caller's thread (handing it to a blocking thread cost more than the read)
+        // when a connection is free.
+        if let Some(got) = self.read_now(|conn| get(conn, key)) {
+            return got;
+        }
+        let key = key.to_string();
+        self.read(move |conn, _| get(conn, &key)).await
     }
 
     async fn list(&self, opts: ListOptions<'_>) -> Result<ListPage> {
