@@ -969,9 +969,10 @@ impl App {
             let av = t.res.api_version();
             let tracked_sub = sub.filter(|s| *s == "status");
             // Ownership is recorded on the object; a client cannot rewrite it by sending it.
-            if let Some(mf) = old["metadata"].get("managedFields") {
-                meta_mut(&mut obj).insert("managedFields".into(), mf.clone());
-            }
+            match old["metadata"].get("managedFields") {
+                Some(mf) => meta_mut(&mut obj).insert("managedFields".into(), mf.clone()),
+                None => meta_mut(&mut obj).remove("managedFields"),
+            };
             managed::track_update(&writer(t, q, tracked_sub, &av), Some(&old), &mut obj);
         }
         let reply = |obj: &Value| -> Response {

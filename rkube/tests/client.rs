@@ -324,3 +324,37 @@ async fn managed_fields_follow_who_set_what() {
     assert_eq!(after[1]["subresource"], "status");
     assert!(after[1]["fieldsV1"]["f:status"].get("f:podIP").is_some());
 }
+
+/// managedFields are the server's record: a client that sends its own with an update
+/// does not rewrite them, whether the object had any before or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_cannot_rewrite_managed_fields() {
+    use kube::api::PostParams;
+    let c = Cluster::start();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client(), "default");
+    let bare: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "bare"}})).unwrap();
+    let created = cms.create(&PostParams::default(), &bare).await.unwrap();
+    // A ConfigMap with nothing in it: no field is anyone's.
+    assert!(created.metadata.managed_fields.is_none());
+    let mut forged = created.clone();
+    forged.metadata.managed_fields = Some(vec![serde_json::from_value(serde_json::json!({
+        "manager": "forger", "operation": "Update", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:x": {}}}},
+    }))
+    .unwrap()]);
+    forged.data = Some([("k".to_string(), "v".to_string())].into());
+    let params = PostParams {
+        field_manager: Some("writer".into()),
+        ..Default::default()
+    };
+    let updated = cms.replace("bare", &params, &forged).await.unwrap();
+    let managers: Vec<String> = updated
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|e| e.manager.clone())
+        .collect();
+    assert_eq!(managers, ["writer"]);
+}
