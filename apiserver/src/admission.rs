@@ -94,24 +94,15 @@ struct Unchanged<'a> {
 /// when nothing is equal or `obj` has a top-level field `stored` lacks (normalized
 /// whole, so that the result's field order is the type's).
 fn set_aside_unchanged(obj: Value, stored: &Map<String, Value>) -> (Value, Option<Unchanged<'_>>) {
-    let Value::Object(mut changed) = obj else {
+    let Value::Object(obj) = obj else {
         return (obj, None);
     };
     let same = |k: &str, v: &Value| !matches!(k, "apiVersion" | "kind") && stored.get(k) == Some(v);
-    if !changed.keys().all(|k| stored.contains_key(k)) || !changed.iter().any(|(k, v)| same(k, v)) {
-        return (Value::Object(changed), None);
+    if !obj.keys().all(|k| stored.contains_key(k)) || !obj.iter().any(|(k, v)| same(k, v)) {
+        return (Value::Object(obj), None);
     }
-    let keys: Vec<String> = changed
-        .iter()
-        .filter(|(k, v)| same(k, v))
-        .map(|(k, _)| k.clone())
-        .collect();
-    let mut fields = Map::new();
-    for k in keys {
-        if let Some(v) = changed.remove(&k) {
-            fields.insert(k, v);
-        }
-    }
+    let (fields, changed): (Map<String, Value>, Map<String, Value>) =
+        obj.into_iter().partition(|(k, v)| same(k, v));
     (Value::Object(changed), Some(Unchanged { fields, stored }))
 }
 
