@@ -3,11 +3,13 @@
 //! connections it already relays are never cut by such a change.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use nix::sys::socket::{setsockopt, sockopt::TcpCongestion};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
 use crate::balancer::Balancer;
 use crate::splice;
@@ -20,9 +22,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub type Shared = Arc<Mutex<Balancer>>;
 
+/// The TCP congestion control of the proxy's own sockets (both legs of a relayed
+/// connection), `None` for the host's default. See [`congestion`].
+pub type Congestion = Option<Arc<OsString>>;
+
+/// `name` if this host lets the proxy use it on its sockets, else why not (the algorithm
+/// is not built or loadable, or not allowed to this process).
+pub fn congestion(name: &str) -> std::io::Result<Congestion> {
+    let probe = TcpSocket::new_v4()?;
+    let name = OsString::from(name);
+    setsockopt(&probe, TcpCongestion, &name)?;
+    Ok(Some(Arc::new(name)))
+}
+
+fn set_congestion(s: &impl std::os::fd::AsFd, cc: &Congestion) -> std::io::Result<()> {
+    match cc {
+        Some(name) => Ok(setsockopt(s, TcpCongestion, name.as_ref())?),
+        None => Ok(()),
+    }
+}
+
 /// Accepts connections until the task is aborted; each is relayed on its own task (and
 /// outlives the listener).
-pub async fn serve_tcp(listener: TcpListener, balancer: Shared, service: Arc<str>) {
+pub async fn serve_tcp(listener: TcpListener, balancer: Shared, service: Arc<str>, cc: Congestion) {
     loop {
         let (conn, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -33,22 +55,29 @@ pub async fn serve_tcp(listener: TcpListener, balancer: Shared, service: Arc<str
             }
         };
         let b = balancer.clone();
-        let service = service.clone();
+        let (service, cc) = (service.clone(), cc.clone());
         tokio::spawn(async move {
-            if let Err(e) = relay_tcp(conn, peer, &b).await {
+            if let Err(e) = relay_tcp(conn, peer, &b, &cc).await {
                 tracing::debug!(error = %e, %service, %peer, "connection");
             }
         });
     }
 }
 
-async fn relay_tcp(mut client: TcpStream, peer: SocketAddr, b: &Shared) -> std::io::Result<()> {
+async fn relay_tcp(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    b: &Shared,
+    cc: &Congestion,
+) -> std::io::Result<()> {
+    // The client's leg: this proxy's answers travel on it.
+    set_congestion(&client, cc)?;
     let candidates = b
         .lock()
         .expect("balancer lock")
         .candidates(peer.ip(), Instant::now());
     for ep in candidates {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ep)).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect(ep, cc)).await {
             Ok(Ok(mut upstream)) => {
                 b.lock()
                     .expect("balancer lock")
@@ -88,6 +117,17 @@ async fn relay_tcp(mut client: TcpStream, peer: SocketAddr, b: &Shared) -> std::
     #[allow(deprecated)]
     client.set_linger(Some(Duration::ZERO))?;
     Ok(())
+}
+
+/// A connection to `ep` using `cc` from its first segment.
+pub async fn connect(ep: SocketAddr, cc: &Congestion) -> std::io::Result<TcpStream> {
+    let s = if ep.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    set_congestion(&s, cc)?;
+    s.connect(ep).await
 }
 
 /// One client's UDP flow: a socket connected to its endpoint, and when it was last used.
@@ -180,4 +220,39 @@ async fn open_flow(
         flows.lock().expect("flows lock").remove(&peer);
     });
     Some(upstream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::getsockopt;
+
+    fn algorithm(s: &impl std::os::fd::AsFd) -> String {
+        getsockopt(s, TcpCongestion)
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('\0')
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn the_proxys_connections_use_the_congestion_control_it_was_given() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ep = l.local_addr().unwrap();
+        // reno: always built in, and allowed to unprivileged processes.
+        let reno = congestion("reno").expect("reno is always available");
+        let c = connect(ep, &reno).await.unwrap();
+        assert_eq!(algorithm(&c), "reno");
+
+        // The host's default when given none (whatever it is, the same as a plain socket's).
+        let plain = TcpStream::connect(ep).await.unwrap();
+        let c = connect(ep, &None).await.unwrap();
+        assert_eq!(algorithm(&c), algorithm(&plain));
+    }
+
+    #[test]
+    fn an_unknown_congestion_control_is_refused_with_the_reason() {
+        let e = congestion("no-such-algorithm").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(nix::libc::ENOENT), "{e}");
+    }
 }

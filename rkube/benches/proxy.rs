@@ -184,6 +184,15 @@ fn median(xs: &[f64]) -> f64 {
 
 struct Results {
     paths: [PathFigures; 3],
+    /// The host's default TCP congestion control (what the clients use), and the bulk
+    /// transfers (MiB/s) of a client on the proxy's own (`proxy::TCP_CONGESTION`),
+    /// direct and through the proxy, measured in the same rounds: the relay's cost
+    /// without a difference of congestion control between the paths.
+    host_congestion: String,
+    like_for_like: [Vec<f64>; 2],
+    /// CPU seconds in those transfers: of this process (the client and the sink) on
+    /// the direct ones, of the proxy on the relayed ones.
+    like_for_like_cpu: [f64; 2],
     /// The proxy's VmRSS (KiB) with the one measured Service, before and after the
     /// traffic.
     rss_before_kib: u64,
@@ -308,9 +317,23 @@ async fn run(report: &mut Report) -> Result<Results> {
             .unwrap_or(0.0)
     };
 
+    let host_congestion = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let proxys_congestion = proxy::relay::congestion(proxy::TCP_CONGESTION)
+        .with_context(|| format!("the proxy's congestion control {}", proxy::TCP_CONGESTION))?;
+    let mut like_for_like: [Vec<f64>; 2] = Default::default();
+    let mut like_for_like_cpu = [0.0; 2];
+    let own_pid = std::process::id().to_string();
+    let cpu_of = |i: usize| match i {
+        0 => cpu_seconds(&own_pid).unwrap_or(0.0),
+        _ => relay_cpu(i),
+    };
     phase(&format!(
-        "bulk throughput: {} MiB one way, {BULK_ROUNDS} rounds of direct, proxy, haproxy",
-        BULK_BYTES >> 20
+        "bulk throughput: {} MiB one way, {BULK_ROUNDS} rounds of direct, proxy, haproxy \
+         (clients on the host's {host_congestion}), then direct and proxy from a client on {}",
+        BULK_BYTES >> 20,
+        proxy::TCP_CONGESTION
     ));
     for r in 0..BULK_ROUNDS {
         for (i, route) in routes.iter().enumerate() {
@@ -327,6 +350,25 @@ async fn run(report: &mut Report) -> Result<Results> {
                 "round {}: {:<11} {rate:>7.0} MiB/s",
                 r + 1,
                 PATHS[i]
+            ));
+        }
+        for (i, route) in routes[..2].iter().enumerate() {
+            let cpu = cpu_of(i);
+            let t = tokio::time::timeout(
+                Duration::from_secs(120),
+                tcp::bulk_with(route.bulk, BULK_BYTES, &proxys_congestion),
+            )
+            .await
+            .with_context(|| format!("bulk through {}: no end within 120 s", PATHS[i]))?
+            .with_context(|| format!("bulk through {}", PATHS[i]))?;
+            like_for_like_cpu[i] += cpu_of(i) - cpu;
+            let rate = mib(BULK_BYTES) / t.as_secs_f64();
+            like_for_like[i].push(rate);
+            note(&format!(
+                "round {}: {:<11} {rate:>7.0} MiB/s (client on {})",
+                r + 1,
+                PATHS[i],
+                proxy::TCP_CONGESTION
             ));
         }
     }
@@ -494,6 +536,9 @@ async fn run(report: &mut Report) -> Result<Results> {
 
     Ok(Results {
         paths,
+        host_congestion,
+        like_for_like,
+        like_for_like_cpu,
         rss_before_kib,
         before_anon_kib,
         before_file_kib,
@@ -912,6 +957,19 @@ fn metrics(report: &mut Report, r: &Results) {
         .peer(d.bulk_median())
         .target(Target::RatioAtLeast(THROUGHPUT_VS_DIRECT)),
     );
+    let [lfl_direct, lfl_proxy] = [median(&r.like_for_like[0]), median(&r.like_for_like[1])];
+    report.add(
+        Metric::new(
+            "throughput_vs_direct_same_congestion",
+            format!(
+                "bulk TCP throughput through the rkube proxy, client on {} like the proxy's legs (peer: direct, client on {0})",
+                proxy::TCP_CONGESTION
+            ),
+            lfl_proxy,
+            "MiB/s",
+        )
+        .peer(lfl_direct),
+    );
     report.add(
         Metric::new(
             "throughput_vs_haproxy",
@@ -1039,6 +1097,21 @@ fn metrics(report: &mut Report, r: &Results) {
         h.relay_cpu[0] / gib,
     ));
     report.note(format!(
+        "TCP congestion control: the host's default is {host}, which the clients use unless told otherwise, and haproxy for both its legs; \
+         the rkube proxy puts its own sockets (both legs) on {cc} (`--proxy-tcp-congestion`, Linux's default). \
+         The first row compares what a client on the host's default gets; the second takes the congestion control out of the comparison \
+         (client on {cc} both ways: direct {} MiB/s, through the proxy {} MiB/s, medians of {BULK_ROUNDS}, measured in the same rounds). \
+         CPU per GiB there: the direct path's client and sink together {:.3} s, the proxy {:.3} s (the second connection's TCP work, no copies): \
+         with both cores busy, the proxy's share bounds the relayed rate near direct × {:.2}.",
+        num(lfl_direct),
+        num(lfl_proxy),
+        r.like_for_like_cpu[0] / gib,
+        r.like_for_like_cpu[1] / gib,
+        r.like_for_like_cpu[0] / (r.like_for_like_cpu[0] + r.like_for_like_cpu[1]).max(1e-9),
+        host = r.host_congestion,
+        cc = proxy::TCP_CONGESTION,
+    ));
+    report.note(format!(
         "Latency over {} exchanges per path ({LATENCY_ROUNDS} rounds, interleaved): p50/p99 direct {}/{} µs, rkube proxy {}/{} µs, haproxy {}/{} µs.",
         pl.count,
         num(dl.p50_ms),
@@ -1107,6 +1180,21 @@ fn metrics(report: &mut Report, r: &Results) {
             "direct": d.json(),
             "rkube_proxy": p.json(),
             "haproxy": h.json(),
+        }),
+    );
+    report.detail(
+        "congestion_control",
+        json!({
+            "host_default": r.host_congestion,
+            "proxy": proxy::TCP_CONGESTION,
+            "like_for_like_cpu_s": {
+                "client_and_sink_direct": round(r.like_for_like_cpu[0]),
+                "rkube_proxy": round(r.like_for_like_cpu[1]),
+            },
+            "like_for_like_bulk_mib_per_s": {
+                "direct": r.like_for_like[0].iter().map(|x| round(*x)).collect::<Vec<_>>(),
+                "rkube_proxy": r.like_for_like[1].iter().map(|x| round(*x)).collect::<Vec<_>>(),
+            },
         }),
     );
     report.detail(

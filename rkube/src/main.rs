@@ -154,6 +154,11 @@ struct NodeArgs {
     /// Taints of this node (key=value:Effect).
     #[arg(long)]
     node_taint: Vec<String>,
+    /// TCP congestion control of the service proxy's connections (an empty value: the
+    /// host's default). Linux's default, because a host-wide bbr halves what the proxy
+    /// relays between nearby sockets.
+    #[arg(long, default_value = proxy::TCP_CONGESTION)]
+    proxy_tcp_congestion: String,
     /// Run no service proxy on this node (k3s's flag).
     #[arg(long)]
     disable_kube_proxy: bool,
@@ -513,6 +518,7 @@ fn proxy_config(node: &NodeArgs, agent_dir: &std::path::Path) -> proxy::Config {
             IpAddr::V4(ip) => Some((ip, node.cluster_domain.clone())),
             IpAddr::V6(_) => None,
         },
+        tcp_congestion: Some(node.proxy_tcp_congestion.clone()),
     }
 }
 

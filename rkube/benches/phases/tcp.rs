@@ -122,9 +122,18 @@ async fn reply_once(mut c: TcpStream) -> std::io::Result<()> {
 /// One bulk transfer of `bytes` to the sink at `addr`: the time until the sink confirmed
 /// them all.
 pub async fn bulk(addr: SocketAddr, bytes: u64) -> Result<Duration> {
+    bulk_with(addr, bytes, &None).await
+}
+
+/// [`bulk`] from a client socket on congestion control `cc` (`None`: the host's default).
+pub async fn bulk_with(
+    addr: SocketAddr,
+    bytes: u64,
+    cc: &proxy::relay::Congestion,
+) -> Result<Duration> {
     let data = vec![0x5au8; CHUNK];
     let start = Instant::now();
-    let mut c = TcpStream::connect(addr)
+    let mut c = proxy::relay::connect(addr, cc)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     c.set_nodelay(true)?;
