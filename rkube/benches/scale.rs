@@ -36,6 +36,8 @@ const REPLICAS: usize = 1000;
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(600);
 const NODES_TIMEOUT: Duration = Duration::from_secs(120);
 const NS: &str = "bench-scale";
+/// The target for the server's resident memory at the end.
+const SERVER_RSS_MB: f64 = 300.0;
 
 fn main() -> ExitCode {
     cli::main(
@@ -289,20 +291,23 @@ fn metrics(report: &mut Report, s: &ScaleResult) {
         )
         .target(Target::Below(30.0)),
     );
+    // The "300 MB": megabytes of 10^6 bytes (286 MiB), as the proxy benchmark reads
+    // its "30 MB".
+    let mb = |mib: f64| mib * 1_048_576.0 / 1e6;
     report.add(
         Metric::new(
-            "scale_server_rss_mib",
-            "server VmRSS at the end",
-            s.rss_mib,
-            "MiB",
+            "scale_server_rss_mb",
+            "server VmRSS at the end (MB of 10^6 bytes)",
+            mb(s.rss_mib),
+            "MB",
         )
-        .target(Target::Below(300.0)),
+        .target(Target::Below(SERVER_RSS_MB)),
     );
     report.add(Metric::new(
-        "scale_server_hwm_mib",
+        "scale_server_hwm_mb",
         "server peak VmRSS (VmHWM)",
-        s.hwm_mib,
-        "MiB",
+        mb(s.hwm_mib),
+        "MB",
     ));
     if let Some(h) = s.hollow_rss_mib {
         report.add(Metric::new(

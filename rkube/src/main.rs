@@ -3,7 +3,8 @@
 //! or etcd.
 
 /// jemalloc: at 10,000 pods the server's resident memory was ~1.5 × its live heap under
-/// glibc's malloc (per-thread arenas, fragmentation after bursts).
+/// glibc's malloc (per-thread arenas, fragmentation after bursts). Built with one arena
+/// per CPU (`.cargo/config.toml`), not its default four: ~260 instead of 275–295 MiB.
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
