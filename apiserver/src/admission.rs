@@ -346,6 +346,11 @@ pub fn prepare_update(
         };
     }
     defaults::apply_defaults(res.kind, &mut obj);
+    if res.plural == "pods" && sub.is_none() {
+        // DefaultTolerationSeconds runs on updates too; the others find their fields
+        // set already (or the update changes an immutable field, which validation refuses).
+        defaults::admit_pod(&mut obj);
+    }
     if res.generation && obj.get("spec") != old.get("spec") {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         meta_mut(&mut obj).insert("generation".into(), json!(g));
@@ -440,6 +445,7 @@ pub async fn admit_create(app: &App, res: &Resource, obj: &mut Value) -> ApiResu
         allocate_service(app, obj, None).await?;
     }
     if res.plural == "pods" {
+        defaults::admit_pod(obj);
         service_account_exists(app, obj).await?;
         service_account_token(app, obj).await?;
     }

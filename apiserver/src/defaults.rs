@@ -2,9 +2,10 @@
 //! `pkg/apis/core/v1/defaults.go` + `zz_generated.defaults.go` (`SetObjectDefaults_*`),
 //! discovery/v1 EndpointPort defaults, the round trip through the internal version
 //! (quantity canonicalisation, `serviceAccount`/`podCIDR` aliases, `stringData` merge),
-//! and the default-on admission plugins that need no other object
-//! (ServiceAccount's `serviceAccountName`, DefaultTolerationSeconds, Priority), plus the
-//! service registry's IP-family defaulting for a single-stack IPv4 cluster.
+//! plus the service registry's IP-family defaulting for a single-stack IPv4 cluster.
+//! [`admit_pod`] is apart: the default-on admission plugins that need no other object
+//! (ServiceAccount's `serviceAccountName`, DefaultTolerationSeconds, Priority), which run
+//! after a create has recorded its writer's fields.
 
 use crate::validation::{b64_encode, Quantity, VOLUME_SOURCES};
 use serde_json::{json, Map, Value};
@@ -360,9 +361,6 @@ fn builtin_priority(class: &str) -> Option<i64> {
 }
 
 fn pod(p: &mut Value) {
-    let mirror = p
-        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
-        .is_some();
     let spec = child(p, "spec");
     // v1 -> internal: `serviceAccount` is an alias of `serviceAccountName`.
     if str_of(spec.get("serviceAccountName")).is_empty() {
@@ -406,6 +404,26 @@ fn pod(p: &mut Value) {
     {
         as_map(spec).insert("terminationGracePeriodSeconds".into(), 1.into());
     }
+    // internal -> v1: `serviceAccount` mirrors `serviceAccountName`.
+    mirror_service_account(spec);
+}
+
+fn mirror_service_account(spec: &mut Value) {
+    let sa = str_of(spec.get("serviceAccountName")).to_string();
+    if !sa.is_empty() {
+        as_map(spec).insert("serviceAccount".into(), sa.into());
+    }
+}
+
+/// The default-on admission plugins that need no other object, on a defaulted pod:
+/// ServiceAccount's `serviceAccountName`, DefaultTolerationSeconds and Priority. Apart
+/// from defaulting because upstream runs them after the create handler has recorded what
+/// the writer set: nobody owns these fields in managedFields.
+pub fn admit_pod(p: &mut Value) {
+    let mirror = p
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some();
+    let spec = child(p, "spec");
     // Admission: ServiceAccount (mirror pods are left alone).
     if !mirror {
         set_if_zero(spec, "serviceAccountName", "default");
@@ -446,11 +464,7 @@ fn pod(p: &mut Value) {
         set_if_unset(spec, "priority", value);
         set_if_unset(spec, "preemptionPolicy", "PreemptLowerPriority");
     }
-    // internal -> v1: `serviceAccount` mirrors `serviceAccountName`.
-    let sa = str_of(spec.get("serviceAccountName")).to_string();
-    if !sa.is_empty() {
-        as_map(spec).insert("serviceAccount".into(), sa.into());
-    }
+    mirror_service_account(spec);
 }
 
 fn replication_controller(rc: &mut Value) {
@@ -677,11 +691,67 @@ mod tests {
     fn run(cases: Vec<(&str, Value, Value)>) {
         for (i, (kind, mut input, want)) in cases.into_iter().enumerate() {
             apply_defaults(kind, &mut input);
+            if kind == "Pod" {
+                admit_pod(&mut input);
+            }
             assert_eq!(
                 input, want,
                 "case {i} ({kind}):\n got {input:#}\nwant {want:#}"
             );
         }
+    }
+
+    #[test]
+    fn admission_defaults_are_not_defaulting() {
+        // What the writer of a pod owns is its object after defaulting: the admission
+        // defaults come after (upstream: nobody owns them).
+        let mut p = pod_in(json!({"containers": [{"name": "c", "image": "nginx"}]}));
+        apply_defaults("Pod", &mut p);
+        for f in [
+            "serviceAccountName",
+            "serviceAccount",
+            "tolerations",
+            "priority",
+            "preemptionPolicy",
+        ] {
+            assert!(p["spec"].get(f).is_none(), "{f} set by defaulting: {p:#}");
+        }
+        // The v1 alias is still converted when the writer set one of the two.
+        let mut p = pod_in(json!({"containers": [], "serviceAccount": "builder"}));
+        apply_defaults("Pod", &mut p);
+        assert_eq!(p["spec"]["serviceAccountName"], "builder");
+        admit_pod(&mut p);
+        assert_eq!(
+            p,
+            defaulted_pod_of(
+                json!({"containers": [], "serviceAccount": "builder"}),
+                "builder"
+            )
+        );
+    }
+
+    fn defaulted_pod_of(spec: Value, sa: &str) -> Value {
+        let mut p = pod_in(spec);
+        let s = &mut p["spec"];
+        for (k, v) in [
+            ("enableServiceLinks", json!(true)),
+            ("dnsPolicy", json!("ClusterFirst")),
+            ("restartPolicy", json!("Always")),
+            ("securityContext", json!({})),
+            ("terminationGracePeriodSeconds", json!(30)),
+            ("schedulerName", json!("default-scheduler")),
+            ("serviceAccountName", json!(sa)),
+            ("serviceAccount", json!(sa)),
+            (
+                "tolerations",
+                defaulted_pod(json!({}))["spec"]["tolerations"].clone(),
+            ),
+            ("priority", json!(0)),
+            ("preemptionPolicy", json!("PreemptLowerPriority")),
+        ] {
+            s[k] = v;
+        }
+        p
     }
 
     #[test]

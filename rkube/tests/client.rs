@@ -308,6 +308,31 @@ async fn managed_fields_follow_who_set_what() {
         .is_some());
     assert!(owned.get("f:dnsPolicy").is_some(), "{owned}");
     assert!(owned.get("f:volumes").is_none(), "{owned}");
+    // Set by admission after the create recorded its writer's fields (upstream: nobody's).
+    assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+    assert_eq!(spec.priority, Some(0));
+    let tolerated: Vec<_> = spec
+        .tolerations
+        .iter()
+        .flatten()
+        .map(|t| (t.key.clone().unwrap_or_default(), t.toleration_seconds))
+        .collect();
+    assert_eq!(
+        tolerated,
+        [
+            ("node.kubernetes.io/not-ready".to_string(), Some(300)),
+            ("node.kubernetes.io/unreachable".to_string(), Some(300))
+        ]
+    );
+    for f in [
+        "f:serviceAccountName",
+        "f:serviceAccount",
+        "f:tolerations",
+        "f:priority",
+        "f:preemptionPolicy",
+    ] {
+        assert!(owned.get(f).is_none(), "{f} owned by the creator: {owned}");
+    }
     let status = serde_json::json!({"status": {"phase": "Running", "podIP": "10.42.0.9"}});
     let patched = pods
         .patch_status(
