@@ -35,10 +35,13 @@ pub fn congestion(name: &str) -> std::io::Result<Congestion> {
     Ok(Some(Arc::new(name)))
 }
 
-fn set_congestion(s: &impl std::os::fd::AsFd, cc: &Congestion) -> std::io::Result<()> {
-    match cc {
-        Some(name) => Ok(setsockopt(s, TcpCongestion, name.as_ref())?),
-        None => Ok(()),
+/// Best effort: [`congestion`] checked the name at start, and a socket that still refuses
+/// it is relayed on the host's default rather than dropped.
+fn set_congestion(s: &impl std::os::fd::AsFd, cc: &Congestion) {
+    if let Some(name) = cc {
+        if let Err(e) = setsockopt(s, TcpCongestion, name.as_ref()) {
+            tracing::debug!(error = %e, algorithm = ?name, "TCP congestion control refused");
+        }
     }
 }
 
@@ -71,7 +74,7 @@ async fn relay_tcp(
     cc: &Congestion,
 ) -> std::io::Result<()> {
     // The client's leg: this proxy's answers travel on it.
-    set_congestion(&client, cc)?;
+    set_congestion(&client, cc);
     let candidates = b
         .lock()
         .expect("balancer lock")
@@ -126,7 +129,7 @@ pub async fn connect(ep: SocketAddr, cc: &Congestion) -> std::io::Result<TcpStre
     } else {
         TcpSocket::new_v6()?
     };
-    set_congestion(&s, cc)?;
+    set_congestion(&s, cc);
     s.connect(ep).await
 }
 
