@@ -7,20 +7,23 @@
 //! rkube's surface; an owner missing from the cache is confirmed missing with a live read
 //! before anything is deleted, so a lagging cache never deletes a live object's dependents.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
 };
-use kube::core::PartialObjectMeta;
+use kube::core::DynamicResourceScope;
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
+use kube::Resource;
 use kube::{Client, ResourceExt};
+use serde::Deserialize;
 use serde_json::json;
 
 const ORPHAN: &str = "orphan";
@@ -55,7 +58,76 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
 struct Kind {
     ar: ApiResource,
     namespaced: bool,
-    store: Store<PartialObjectMeta<DynamicObject>>,
+    store: Store<Meta>,
+}
+
+/// What the collector keeps of an object: a metadata-only watch's object (as
+/// `PartialObjectMeta`), decoded into the fields the graph reads. The rest — managedFields
+/// above all, most of a metadata event's bytes — is skipped by the decoder, not built and
+/// dropped.
+#[derive(Clone, Debug)]
+struct Meta(ObjectMeta);
+
+impl<'de> Deserialize<'de> for Meta {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Meta, D::Error> {
+        #[derive(Deserialize)]
+        struct Object {
+            #[serde(default)]
+            metadata: Fields,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "camelCase")]
+        struct Fields {
+            name: Option<String>,
+            namespace: Option<String>,
+            uid: Option<String>,
+            resource_version: Option<String>,
+            deletion_timestamp: Option<Time>,
+            finalizers: Option<Vec<String>>,
+            owner_references: Option<Vec<OwnerReference>>,
+        }
+        let m = Object::deserialize(d)?.metadata;
+        Ok(Meta(ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            resource_version: m.resource_version,
+            deletion_timestamp: m.deletion_timestamp,
+            finalizers: m.finalizers,
+            owner_references: m.owner_references,
+            ..ObjectMeta::default()
+        }))
+    }
+}
+
+impl Resource for Meta {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn metadata_api() -> bool {
+        true
+    }
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::kind(dt)
+    }
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::group(dt)
+    }
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::version(dt)
+    }
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::api_version(dt)
+    }
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        DynamicObject::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.0
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.0
+    }
 }
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
@@ -66,12 +138,11 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         let ar =
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
         // Only metadata matters here: a metadata watch, as upstream's collector's informers.
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &ar);
+        let api: Api<Meta> = Api::all_with(client.clone(), &ar);
         let writer = Writer::new(ar.clone());
         let store = writer.as_reader();
         let tx = dirty_tx.clone();
-        let stream =
-            watcher(api, watcher::Config::default()).modify(|o| crate::strip(&mut o.metadata));
+        let stream = watcher(api, watcher::Config::default());
         let feed = reflector::reflector(writer, stream)
             .default_backoff()
             .touched_objects()
@@ -121,13 +192,13 @@ async fn sweep(client: &Client, kinds: &[Kind]) -> Result<(), kube::Error> {
     let mut objs: Vec<Obj> = Vec::new();
     for (i, k) in kinds.iter().enumerate() {
         for o in k.store.state() {
-            let o: Arc<PartialObjectMeta<DynamicObject>> = o;
+            let o: Arc<Meta> = o;
             objs.push(Obj {
                 kind: i,
                 ns: o.namespace(),
                 name: o.name_any(),
                 uid: o.uid().unwrap_or_default(),
-                deleting: o.metadata.deletion_timestamp.is_some(),
+                deleting: o.0.deletion_timestamp.is_some(),
                 finalizers: o.finalizers().to_vec(),
                 owners: o.owner_references().to_vec(),
             });
@@ -397,5 +468,48 @@ async fn delete(client: &Client, k: &Kind, o: &Obj, policy: &str) -> Result<(), 
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_decodes_to_what_the_graph_reads() {
+        let event = json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {
+                "name": "web-1", "namespace": "default", "uid": "u1", "resourceVersion": "42",
+                "deletionTimestamp": "2026-11-23T12:00:00Z",
+                "finalizers": ["foregroundDeletion"],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController",
+                    "name": "web", "uid": "u0", "blockOwnerDeletion": true}],
+                "labels": {"app": "web"},
+                "managedFields": [{"manager": "m", "operation": "Update", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {".": {}}}}}],
+            },
+        });
+        let m: Meta = serde_json::from_value(event).unwrap();
+        assert_eq!(m.name_any(), "web-1");
+        assert_eq!(m.namespace().as_deref(), Some("default"));
+        assert_eq!(m.uid().as_deref(), Some("u1"));
+        assert_eq!(m.resource_version().as_deref(), Some("42"));
+        assert!(m.0.deletion_timestamp.is_some());
+        assert_eq!(m.finalizers(), ["foregroundDeletion"]);
+        let owner = &m.owner_references()[0];
+        assert_eq!(
+            (owner.uid.as_str(), owner.block_owner_deletion),
+            ("u0", Some(true))
+        );
+        assert!(m.0.managed_fields.is_none() && m.0.labels.is_none());
+        // As a watch's object and a list's item: the kind is what the request asked for.
+        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Pod"), "pods");
+        assert_eq!(
+            Meta::url_path(&ar, Some("default")),
+            "/api/v1/namespaces/default/pods"
+        );
+        assert!(Meta::metadata_api());
     }
 }
