@@ -275,6 +275,13 @@ pub fn prepare_update(
             if let Some(o) = old["metadata"].get("ownerReferences") {
                 meta_mut(&mut n).insert("ownerReferences".into(), o.clone());
             }
+            // As upstream's pod status strategy: a status without qosClass keeps the old one
+            // (it is immutable; validation refuses another).
+            let keep_qos =
+                res.plural == "pods" && n["status"]["qosClass"].as_str().unwrap_or("").is_empty();
+            if let Some(q) = old["status"].get("qosClass").filter(|_| keep_qos) {
+                n["status"]["qosClass"] = q.clone();
+            }
             n
         }
         Some("scale") => {

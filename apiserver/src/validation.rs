@@ -76,7 +76,153 @@ pub fn pod_status_update(obj: &Value, old: &Value, namespaced: bool) -> Vec<Fiel
         &ap,
     ));
     errs.extend(pod_annotations(na, obj.g("spec"), &ap));
+    errs.extend(pod_status_contents(obj, old));
     errs
+}
+
+/// The status half of upstream's `ValidatePodStatusUpdate` (v1.33): condition types,
+/// `nominatedNodeName` when it changes, no terminated container back to running unless
+/// the restart policy allows it, and `podIPs` / `hostIPs`. Upstream checks condition types
+/// under `metadata` (sic), and nothing in a container status but its state's transition
+/// (and fields rkube does not serve). Not yet: `qosClass` immutable — the server's
+/// `admission::qos_class` still differs from upstream's (and the kubelet's) for resources
+/// other than cpu and memory and for zero quantities, so a kubelet's status would be
+/// refused.
+fn pod_status_contents(obj: &Value, old: &Value) -> Errs {
+    let (st, ost) = (obj.g("status"), old.g("status"));
+    let sp = P::new("status");
+    let mut e = vec![];
+    let cp = P::new("metadata").ch("conditions");
+    for (i, c) in st.arr("conditions").iter().enumerate() {
+        let t = c.st("type");
+        if !["PodScheduled", "Ready", "Initialized"].contains(&t) {
+            e.extend(qualified(t, &cp.idx(i).ch("Type")));
+        }
+    }
+    let nominated = st.st("nominatedNodeName");
+    if nominated != ost.st("nominatedNodeName") && !nominated.is_empty() {
+        e.extend(name_check(
+            name_subdomain,
+            nominated,
+            &sp.ch("nominatedNodeName"),
+        ));
+    }
+    let policy = old.g("spec").st("restartPolicy");
+    let sidecars: Vec<&str> = old
+        .g("spec")
+        .arr("initContainers")
+        .iter()
+        .filter(|c| c.st("restartPolicy") == "Always")
+        .map(|c| c.st("name"))
+        .collect();
+    for (list, policy, skip) in [
+        ("containerStatuses", policy, &[][..]),
+        ("initContainerStatuses", policy, &sidecars[..]),
+        ("ephemeralContainerStatuses", "Never", &[][..]),
+    ] {
+        e.extend(state_transitions(
+            st.arr(list),
+            ost.arr(list),
+            &sp.ch(list),
+            policy,
+            skip,
+        ));
+    }
+    e.extend(status_ips(st.arr("podIPs"), &sp.ch("podIPs"), "PodIP"));
+    let host_ips = st.arr("hostIPs");
+    if let Some(first) = host_ips.first() {
+        if first.st("ip") != st.st("hostIP") {
+            let p = sp.ch("hostIPs").idx(0).ch("ip");
+            e.push(invalid(&p, first.st("ip"), "must be equal to `hostIP`"));
+        }
+        e.extend(status_ips(host_ips, &sp.ch("hostIPs"), "HostIP"));
+    }
+    e
+}
+
+/// `ValidateContainerStateTransition`: a container that terminated for good (by the
+/// restart policy; sidecar init containers restart) may not be reported running again.
+fn state_transitions(new: &[Value], old: &[Value], p: &P, policy: &str, skip: &[&str]) -> Errs {
+    if policy == "Always" {
+        return vec![];
+    }
+    let mut e = vec![];
+    for (i, o) in old.iter().enumerate() {
+        let terminated = o.g("state").g("terminated");
+        if terminated.is_null()
+            || (policy == "OnFailure" && terminated.int("exitCode").unwrap_or(0) != 0)
+            || skip.contains(&o.st("name"))
+        {
+            continue;
+        }
+        for n in new {
+            if n.st("name") == o.st("name") && n.g("state").g("terminated").is_null() {
+                e.push(forbidden(
+                    &p.idx(i).ch("state"),
+                    "may not be transitioned to non-terminated state",
+                ));
+            }
+        }
+    }
+    e
+}
+
+/// upstream's `validatePodIPs` / `validateHostIPs`: each a valid IP, at most one per
+/// family, no repeats (`kind`: the Go type a duplicate is reported as).
+fn status_ips(ips: &[Value], p: &P, kind: &str) -> Errs {
+    let mut e = vec![];
+    let parsed: Vec<Option<IpAddr>> = ips.iter().map(|v| parse_ip_sloppy(v.st("ip"))).collect();
+    for (i, (v, ip)) in ips.iter().zip(&parsed).enumerate() {
+        if ip.is_none() {
+            e.push(invalid(
+                &p.idx(i),
+                v.st("ip"),
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+    }
+    if ips.len() <= 1 {
+        return e;
+    }
+    let duplicates = |e: &mut Errs| {
+        let mut seen = HashSet::new();
+        for (i, v) in ips.iter().enumerate() {
+            if !seen.insert(v.st("ip")) {
+                let shown = format!("core.{kind}{{IP:{}}}", go_quote(v.st("ip")));
+                e.push(duplicate(&p.idx(i), Bv::Raw(shown)));
+            }
+        }
+    };
+    // Host IPs are checked for repeats before families, pod IPs after.
+    if kind == "HostIP" {
+        duplicates(&mut e);
+    }
+    if parsed.iter().any(Option::is_none) {
+        e.push(fe(
+            "InternalError",
+            p,
+            "Internal error: failed to check for dual stack with error:ip <nil> is invalid".into(),
+        ));
+    } else if ips.len() > 2 || !is_dual_stack(parsed.iter().map(|ip| ip.map(|a| is_v4(&a)))) {
+        e.push(invalid(
+            p,
+            Bv::Raw(go_ip_list(ips, kind)),
+            "may specify no more than one IP for each IP family",
+        ));
+    }
+    if kind == "PodIP" {
+        duplicates(&mut e);
+    }
+    e
+}
+
+/// `%#v` of a `[]core.PodIP` / `[]core.HostIP`.
+fn go_ip_list(ips: &[Value], kind: &str) -> String {
+    let items: Vec<String> = ips
+        .iter()
+        .map(|v| format!("core.{kind}{{IP:{}}}", go_quote(v.st("ip"))))
+        .collect();
+    format!("[]core.{kind}{{{}}}", items.join(", "))
 }
 
 fn validate_kind(kind: &str, obj: &Value, old: Option<&Value>, ns: bool) -> Errs {
@@ -5691,6 +5837,59 @@ mod tests {
                 format!("metadata.annotations[{MIRROR_ANNOTATION}]: FieldValueInvalid"),
             ]
         );
+    }
+
+    #[test]
+    fn a_pod_status_update_validates_the_status_as_upstream() {
+        let msgs = |old: Value, new: Value| -> Vec<String> {
+            pod_status_update(&pod(new), &pod(old), true)
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect()
+        };
+        let ok: Vec<String> = vec![];
+        let terminated = json!({"name": "c", "state": {"terminated": {"exitCode": 0}}});
+        let failed = json!({"name": "c", "state": {"terminated": {"exitCode": 1}}});
+        let running = json!({"name": "c", "state": {"running": {}}});
+        let never = |statuses: Value| json!({"spec": {"restartPolicy": "Never"}, "status": {"containerStatuses": statuses}});
+        let on_failure = |statuses: Value| json!({"spec": {"restartPolicy": "OnFailure"}, "status": {"containerStatuses": statuses}});
+        let cases: Vec<(&str, Value, Value, Vec<String>)> = vec![
+            ("standard and qualified condition types", json!({}),
+                json!({"status": {"conditions": [{"type": "Ready"}, {"type": "example.com/Custom"}, {"type": "ContainersReady"}]}}),
+                ok.clone()),
+            ("a condition type that is no qualified name", json!({}),
+                json!({"status": {"conditions": [{"type": "Ready"}, {"type": "not ok"}]}}),
+                vec!["metadata.conditions[1].Type: Invalid value: \"not ok\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into()]),
+            ("nominatedNodeName changed to a bad name", json!({}),
+                json!({"status": {"nominatedNodeName": "Node_1"}}),
+                vec!["status.nominatedNodeName: Invalid value: \"Node_1\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into()]),
+            ("a bad nominatedNodeName left as it was", json!({"status": {"nominatedNodeName": "Node_1"}}),
+                json!({"status": {"nominatedNodeName": "Node_1"}}), ok.clone()),
+            ("terminated back to running under Never", never(json!([terminated])), never(json!([running])),
+                vec!["status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state".into()]),
+            ("the same under Always", json!({"spec": {"restartPolicy": "Always"}, "status": {"containerStatuses": [terminated]}}),
+                json!({"spec": {"restartPolicy": "Always"}, "status": {"containerStatuses": [running]}}), ok.clone()),
+            ("failed back to running under OnFailure", on_failure(json!([failed])), on_failure(json!([running])), ok.clone()),
+            ("succeeded back to running under OnFailure", on_failure(json!([terminated])), on_failure(json!([running])),
+                vec!["status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state".into()]),
+            ("dual-stack pod IPs", json!({}),
+                json!({"status": {"podIP": "10.42.0.5", "podIPs": [{"ip": "10.42.0.5"}, {"ip": "fd00::5"}]}}), ok.clone()),
+            ("a pod IP that is no IP", json!({}),
+                json!({"status": {"podIPs": [{"ip": "10.42.0.256"}]}}),
+                vec!["status.podIPs[0]: Invalid value: \"10.42.0.256\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into()]),
+            ("two pod IPs of one family, the same twice", json!({}),
+                json!({"status": {"podIPs": [{"ip": "10.42.0.5"}, {"ip": "10.42.0.5"}]}}),
+                vec![
+                    "status.podIPs: Invalid value: []core.PodIP{core.PodIP{IP:\"10.42.0.5\"}, core.PodIP{IP:\"10.42.0.5\"}}: may specify no more than one IP for each IP family".into(),
+                    "status.podIPs[1]: Duplicate value: core.PodIP{IP:\"10.42.0.5\"}".into(),
+                ]),
+            ("hostIPs not led by hostIP", json!({}),
+                json!({"status": {"hostIP": "192.0.2.1", "hostIPs": [{"ip": "192.0.2.2"}]}}),
+                vec!["status.hostIPs[0].ip: Invalid value: \"192.0.2.2\": must be equal to `hostIP`".into()]),
+        ];
+        for (what, old, new, want) in cases {
+            assert_eq!(msgs(old, new), want, "{what}");
+        }
     }
 
     fn ctr(patch: Value) -> Value {
