@@ -2,7 +2,7 @@
 //! schema (unknown fields), system metadata, defaulting, kind-specific admission
 //! (service IPs and node ports, namespace finalizers, pod status on create) and validation.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
 use serde_json::{json, Map, Value};
@@ -204,32 +204,40 @@ pub fn prepare_create(res: &Resource, obj: &mut Value, ns: Option<&str>) {
     }
 }
 
-/// Upstream's QoS class of a pod spec.
+/// Upstream's QoS class of a pod spec (`GetPodQOS`): only cpu and memory count, zero
+/// quantities do not; Guaranteed when every container limits both and the summed requests
+/// equal the summed limits.
 pub fn qos_class(spec: &Value) -> &'static str {
     let containers = spec["containers"]
         .as_array()
         .into_iter()
         .flatten()
         .chain(spec["initContainers"].as_array().into_iter().flatten());
-    let mut any = false;
+    let (mut requests, mut limits) = (BTreeMap::new(), BTreeMap::new());
     let mut guaranteed = true;
     for c in containers {
-        let req = c["resources"]["requests"].as_object();
-        let lim = c["resources"]["limits"].as_object();
-        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.and_then(|l| l.get(r));
-            let q = req.and_then(|q| q.get(r)).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
+        let nonzero = |kind: &str, name: &str| {
+            c["resources"][kind]
+                .get(name)
+                .and_then(crate::validation::Quantity::from_json)
+                .map(|q| q.nano)
+                .filter(|n| *n != 0)
+        };
+        let mut limited = 0;
+        for name in ["cpu", "memory"] {
+            if let Some(n) = nonzero("requests", name) {
+                *requests.entry(name).or_insert(0) += n;
+            }
+            if let Some(n) = nonzero("limits", name) {
+                limited += 1;
+                *limits.entry(name).or_insert(0) += n;
             }
         }
+        guaranteed &= limited == 2;
     }
-    if !any {
+    if requests.is_empty() && limits.is_empty() {
         "BestEffort"
-    } else if guaranteed {
+    } else if guaranteed && requests == limits {
         "Guaranteed"
     } else {
         "Burstable"
@@ -956,6 +964,65 @@ mod tests {
         let before = spec.clone();
         mount_token_volume(&mut spec);
         assert_eq!(spec, before);
+    }
+}
+
+#[cfg(test)]
+mod qos_tests {
+    use super::*;
+
+    #[test]
+    fn qos_class_is_upstreams_get_pod_qos() {
+        let spec = |containers: Value| json!({"containers": containers});
+        let c = |requests: Value, limits: Value| json!({"name": "c", "resources": {"requests": requests, "limits": limits}});
+        let cases = [
+            (spec(json!([{"name": "c"}])), "BestEffort"),
+            // Only cpu and memory count, and zero is none.
+            (
+                spec(json!([c(json!({"ephemeral-storage": "1Gi"}), json!({}))])),
+                "BestEffort",
+            ),
+            (
+                spec(json!([c(json!({"cpu": "0"}), json!({"memory": "0"}))])),
+                "BestEffort",
+            ),
+            (
+                spec(json!([c(
+                    json!({"cpu": "1", "memory": "1Gi"}),
+                    json!({"cpu": "1", "memory": "1Gi"})
+                )])),
+                "Guaranteed",
+            ),
+            // Equal quantities written differently.
+            (
+                spec(json!([c(
+                    json!({"cpu": "1000m", "memory": "1024Mi"}),
+                    json!({"cpu": "1", "memory": "1Gi"})
+                )])),
+                "Guaranteed",
+            ),
+            (
+                spec(json!([c(
+                    json!({"cpu": "500m", "memory": "1Gi"}),
+                    json!({"cpu": "1", "memory": "1Gi"})
+                )])),
+                "Burstable",
+            ),
+            // Every container must limit both.
+            (
+                spec(
+                    json!([c(json!({"cpu": "1", "memory": "1Gi"}), json!({"cpu": "1", "memory": "1Gi"})), {"name": "d"}]),
+                ),
+                "Burstable",
+            ),
+            (
+                spec(json!([c(json!({}), json!({"cpu": "1"}))])),
+                "Burstable",
+            ),
+        ];
+        for (i, (s, want)) in cases.iter().enumerate() {
+            assert_eq!(qos_class(s), *want, "case {i}: {s}");
+        }
     }
 }
 

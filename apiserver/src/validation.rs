@@ -81,13 +81,11 @@ pub fn pod_status_update(obj: &Value, old: &Value, namespaced: bool) -> Vec<Fiel
 }
 
 /// The status half of upstream's `ValidatePodStatusUpdate` (v1.33): condition types,
-/// `nominatedNodeName` when it changes, no terminated container back to running unless
-/// the restart policy allows it, and `podIPs` / `hostIPs`. Upstream checks condition types
-/// under `metadata` (sic), and nothing in a container status but its state's transition
-/// (and fields rkube does not serve). Not yet: `qosClass` immutable — the server's
-/// `admission::qos_class` still differs from upstream's (and the kubelet's) for resources
-/// other than cpu and memory and for zero quantities, so a kubelet's status would be
-/// refused.
+/// `nominatedNodeName` when it changes, `qosClass` immutable (a status without one kept
+/// the stored one in `admission::prepare_update`), no terminated container back to
+/// running unless the restart policy allows it, and `podIPs` / `hostIPs`. Upstream checks
+/// condition types under `metadata` (sic), and nothing in a container status but its
+/// state's transition (and fields rkube does not serve).
 fn pod_status_contents(obj: &Value, old: &Value) -> Errs {
     let (st, ost) = (obj.g("status"), old.g("status"));
     let sp = P::new("status");
@@ -105,6 +103,13 @@ fn pod_status_contents(obj: &Value, old: &Value) -> Errs {
             name_subdomain,
             nominated,
             &sp.ch("nominatedNodeName"),
+        ));
+    }
+    if st.st("qosClass") != ost.st("qosClass") {
+        e.push(invalid(
+            &sp.ch("qosClass"),
+            st.st("qosClass"),
+            FIELD_IMMUTABLE,
         ));
     }
     let policy = old.g("spec").st("restartPolicy");
@@ -5865,6 +5870,9 @@ mod tests {
                 vec!["status.nominatedNodeName: Invalid value: \"Node_1\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into()]),
             ("a bad nominatedNodeName left as it was", json!({"status": {"nominatedNodeName": "Node_1"}}),
                 json!({"status": {"nominatedNodeName": "Node_1"}}), ok.clone()),
+            ("qosClass changed", json!({"status": {"qosClass": "BestEffort"}}),
+                json!({"status": {"qosClass": "Guaranteed"}}),
+                vec!["status.qosClass: Invalid value: \"Guaranteed\": field is immutable".into()]),
             ("terminated back to running under Never", never(json!([terminated])), never(json!([running])),
                 vec!["status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state".into()]),
             ("the same under Always", json!({"spec": {"restartPolicy": "Always"}, "status": {"containerStatuses": [terminated]}}),
