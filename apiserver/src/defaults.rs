@@ -723,35 +723,10 @@ mod tests {
         admit_pod(&mut p);
         assert_eq!(
             p,
-            defaulted_pod_of(
-                json!({"containers": [], "serviceAccount": "builder"}),
-                "builder"
+            defaulted_pod(
+                json!({"containers": [], "serviceAccountName": "builder", "serviceAccount": "builder"})
             )
         );
-    }
-
-    fn defaulted_pod_of(spec: Value, sa: &str) -> Value {
-        let mut p = pod_in(spec);
-        let s = &mut p["spec"];
-        for (k, v) in [
-            ("enableServiceLinks", json!(true)),
-            ("dnsPolicy", json!("ClusterFirst")),
-            ("restartPolicy", json!("Always")),
-            ("securityContext", json!({})),
-            ("terminationGracePeriodSeconds", json!(30)),
-            ("schedulerName", json!("default-scheduler")),
-            ("serviceAccountName", json!(sa)),
-            ("serviceAccount", json!(sa)),
-            (
-                "tolerations",
-                defaulted_pod(json!({}))["spec"]["tolerations"].clone(),
-            ),
-            ("priority", json!(0)),
-            ("preemptionPolicy", json!("PreemptLowerPriority")),
-        ] {
-            s[k] = v;
-        }
-        p
     }
 
     #[test]

@@ -193,8 +193,7 @@ fn status_ips(ips: &[Value], p: &P, kind: &str) -> Errs {
         let mut seen = HashSet::new();
         for (i, v) in ips.iter().enumerate() {
             if !seen.insert(v.st("ip")) {
-                let shown = format!("core.{kind}{{IP:{}}}", go_quote(v.st("ip")));
-                e.push(duplicate(&p.idx(i), Bv::Raw(shown)));
+                e.push(duplicate(&p.idx(i), Bv::Raw(go_ip(v, kind))));
             }
         }
     };
@@ -221,12 +220,14 @@ fn status_ips(ips: &[Value], p: &P, kind: &str) -> Errs {
     e
 }
 
+/// `%#v` of a `core.PodIP` / `core.HostIP`.
+fn go_ip(v: &Value, kind: &str) -> String {
+    format!("core.{kind}{{IP:{}}}", go_quote(v.st("ip")))
+}
+
 /// `%#v` of a `[]core.PodIP` / `[]core.HostIP`.
 fn go_ip_list(ips: &[Value], kind: &str) -> String {
-    let items: Vec<String> = ips
-        .iter()
-        .map(|v| format!("core.{kind}{{IP:{}}}", go_quote(v.st("ip"))))
-        .collect();
+    let items: Vec<String> = ips.iter().map(|v| go_ip(v, kind)).collect();
     format!("[]core.{kind}{{{}}}", items.join(", "))
 }
 

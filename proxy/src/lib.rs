@@ -48,8 +48,8 @@ pub struct Config {
     /// Cluster DNS on this address (port 53, TCP and UDP) for this domain.
     pub dns: Option<(Ipv4Addr, String)>,
     /// The TCP congestion control of the proxy's own sockets ([`TCP_CONGESTION`] by
-    /// default), `None` for the host's default.
-    pub tcp_congestion: Option<String>,
+    /// default), empty for the host's default.
+    pub tcp_congestion: String,
 }
 
 /// The congestion control the proxy's TCP legs use unless told otherwise: Linux's
@@ -104,9 +104,9 @@ pub async fn run(
         }
         None => None,
     };
-    let congestion = match cfg.tcp_congestion.as_deref() {
-        None | Some("") => None,
-        Some(name) => relay::congestion(name).unwrap_or_else(|e| {
+    let congestion = match cfg.tcp_congestion.as_str() {
+        "" => None,
+        name => relay::congestion(name).unwrap_or_else(|e| {
             tracing::warn!(%name, error = %e, "TCP congestion control not available to the proxy, using the host's default (load its module, or pass another name)");
             None
         }),

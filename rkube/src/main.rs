@@ -519,7 +519,7 @@ fn proxy_config(node: &NodeArgs, agent_dir: &std::path::Path) -> proxy::Config {
             IpAddr::V4(ip) => Some((ip, node.cluster_domain.clone())),
             IpAddr::V6(_) => None,
         },
-        tcp_congestion: Some(node.proxy_tcp_congestion.clone()),
+        tcp_congestion: node.proxy_tcp_congestion.clone(),
     }
 }
 
