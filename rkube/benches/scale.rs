@@ -10,6 +10,9 @@
 //! `status.phase: Running`.
 
 #[allow(dead_code)]
+#[path = "phases/peer.rs"]
+mod peer;
+#[allow(dead_code)]
 mod support;
 
 use std::collections::HashMap;
@@ -81,7 +84,13 @@ struct ScaleResult {
     hwm_mib: f64,
     hollow_rss_mib: Option<f64>,
     spent: support::usage::Spent,
+    /// Raw SQLite, durable, one row per transaction, of values as large as a stored pod:
+    /// measured after the run, on the same machine.
+    peer: peer::PeerResult,
 }
+
+/// Durable writes each pod takes at least: its create, its binding, its Running status.
+const WRITES_PER_POD: f64 = 3.0;
 
 async fn run() -> Result<ScaleResult> {
     phase("starting rkube server");
@@ -185,6 +194,16 @@ async fn run() -> Result<ScaleResult> {
     watch.abort();
     let memory = server.memory()?;
     let hollow_rss_mib = support::usage::rss_kib(hollow.0.id()).map(|k| k as f64 / 1024.0);
+    let one = Api::<Pod>::namespaced(client.clone(), NS)
+        .list(&kube::api::ListParams::default().limit(1))
+        .await?;
+    let pod_bytes = one
+        .items
+        .first()
+        .map_or(2048, |p| serde_json::to_vec(p).map_or(2048, |v| v.len()));
+    drop((hollow, server));
+    let peer = tokio::task::spawn_blocking(move || peer::raw_inserts(pod_bytes, "after the run"))
+        .await??;
 
     let all: Vec<&Seen> = seen.values().collect();
     let first_seen = all.iter().filter_map(|s| s.created).min().unwrap_or(start);
@@ -209,6 +228,7 @@ async fn run() -> Result<ScaleResult> {
         hwm_mib: memory.hwm_mib(),
         hollow_rss_mib,
         spent,
+        peer,
     })
 }
 
@@ -268,6 +288,7 @@ fn metrics(report: &mut Report, s: &ScaleResult) {
             bound_per_s,
             "/s",
         )
+        .peer(s.peer.rate() / WRITES_PER_POD)
         .target(Target::AtLeast(1000.0)),
     );
     report.add(Metric::new(
@@ -318,6 +339,16 @@ fn metrics(report: &mut Report, s: &ScaleResult) {
         ));
     }
     report.note(format!(
+        "Peer of the pods/s row: raw SQLite on this machine after the run, durable (WAL + \
+         synchronous=FULL), one {} B row (a stored pod's size) per transaction, one thread: \
+         {:.0} inserts/s, divided by the {WRITES_PER_POD} durable writes a pod takes at least \
+         (create, binding, Running status) = {:.0} pods/s: what the store alone would allow if \
+         each write were its own transaction and cost nothing else.",
+        s.peer.value_bytes,
+        s.peer.rate(),
+        s.peer.rate() / WRITES_PER_POD
+    ));
+    report.note(format!(
         "{RCS} RCs of {REPLICAS} replicas created one after another; the last binding came {:.1} s \
          and the last Running {:.1} s after the first RC create; creation → Running p50 {:.0} ms, \
          p99 {:.0} ms. {}. Server and hollow nodes share the machine's cores with this \
@@ -342,6 +373,7 @@ fn metrics(report: &mut Report, s: &ScaleResult) {
             "server_hwm_mib": s.hwm_mib,
             "hollow_rss_mib": s.hollow_rss_mib,
             "usage": s.spent.json(),
+            "peer": s.peer.json(),
         }),
     );
 }
